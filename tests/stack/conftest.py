@@ -1,0 +1,91 @@
+"""Fixtures for the stack tests: one real Docker Compose stack per test session.
+
+The stack runs as its own compose project on its own ports, so it never touches a user's
+`make up` stack. On CI (CI=true) a missing Docker is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.stack.stackctl import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _docker_available() -> str | None:
+    """Return why Docker cannot be used here, or None when it can."""
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    probe = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"the Docker engine does not answer: {probe.stderr.strip()[:200]}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/stack/ is a stack test."""
+    for item in items:
+        if Path(item.fspath).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """Start the compose stack once for the session, wait until healthy, tear it down after."""
+    reason = _docker_available()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"stack tests are mandatory on CI, but {reason}")
+        pytest.skip(reason)
+    env = {
+        "COMPOSE_PROJECT_NAME": os.environ.get("MODELFLEET_TEST_PROJECT", "modelfleet-test"),
+        "LB_PORT": os.environ.get("MODELFLEET_TEST_LB_PORT", "18080"),
+        "PROMETHEUS_PORT": os.environ.get("MODELFLEET_TEST_PROMETHEUS_PORT", "19090"),
+        "REPLICAS": "3",
+    }
+    st = Stack(ROOT, env)
+    st.compose("down", "-v", "--remove-orphans", check=False)
+    started = time.monotonic()
+    st.compose("up", "-d", "--wait", "--remove-orphans", timeout=600)
+    print(f"stack up in {time.monotonic() - started:.1f} s")
+    st.wait_for_replicas(3, timeout=60)
+    try:
+        yield st
+    finally:
+        if os.environ.get("MODELFLEET_KEEP_STACK") != "1":
+            logs = st.compose("logs", "--no-color", "--tail=200", check=False, capture=True)
+            (ROOT / "build").mkdir(exist_ok=True)
+            (ROOT / "build" / "stack-test.log").write_text(logs)
+            st.compose("--profile", "*", "down", "-v", "--remove-orphans", check=False)
+
+
+@pytest.fixture
+def three_replicas(stack: Stack) -> Iterator[Stack]:
+    """A stack with exactly three healthy replicas, restored after the test."""
+    stack.scale(3)
+    stack.wait_for_replicas(3, timeout=60)
+    yield stack
+    stack.scale(3)
+    stack.wait_for_replicas(3, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def http(stack: Stack) -> Iterator[requests.Session]:
+    """A keep-alive HTTP session for the load balancer."""
+    with requests.Session() as session:
+        yield session
+
+
+def pretty(obj: object) -> str:
+    """Readable JSON for assertion messages."""
+    return json.dumps(obj, indent=1, sort_keys=True)[:2000]

@@ -1,0 +1,185 @@
+"""Drive a running compose stack from tests: compose calls, replicas, bounded load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+PLUMBER_PATH = "/predict_data?pregnant=1&glucose=3&pressure=1"
+
+
+class Stack:
+    """A compose project started by the tests, addressed through its published ports."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = {**os.environ, **env}
+        self.project = env["COMPOSE_PROJECT_NAME"]
+        self.lb_url = f"http://127.0.0.1:{env['LB_PORT']}"
+        self.prometheus_url = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"
+
+    def compose(
+        self, *args: str, check: bool = True, capture: bool = False, timeout: float = 300
+    ) -> str:
+        """Run scripts/compose (the project's one way to call Compose) for this project."""
+        proc = subprocess.run(
+            [str(self.root / "scripts" / "compose"), *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"compose {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout if capture else ""
+
+    def container_ids(self, service: str = "model") -> list[str]:
+        """IDs of the service's running containers."""
+        out = self.compose("ps", "-q", "--status", "running", service, capture=True)
+        return [line for line in out.split() if line]
+
+    def inspect(self, ids: list[str]) -> list[dict]:
+        """`docker inspect` of the given containers."""
+        if not ids:
+            return []
+        out = subprocess.run(
+            ["docker", "inspect", *ids], capture_output=True, text=True, check=True
+        ).stdout
+        return json.loads(out)
+
+    def replica_hostnames(self, healthy_only: bool = True) -> set[str]:
+        """Hostnames (X-Served-By values) of the running model replicas."""
+        names = set()
+        for c in self.inspect(self.container_ids()):
+            health = c["State"].get("Health", {}).get("Status")
+            if healthy_only and health != "healthy":
+                continue
+            names.add(c["Config"]["Hostname"])
+        return names
+
+    def scale(self, replicas: int) -> None:
+        """Scale the model service the way `make scale` does."""
+        self.compose(
+            "up", "-d", "--wait", "--no-recreate", "--scale", f"model={replicas}", timeout=300
+        )
+
+    def wait_for_replicas(self, n: int, timeout: float) -> set[str]:
+        """Wait until n replicas run healthy and the load balancer reaches exactly those."""
+        deadline = time.monotonic() + timeout
+        served: set[str] = set()
+        running: set[str] = set()
+        while time.monotonic() < deadline:
+            running = self.replica_hostnames()
+            if len(running) == n:
+                served = self.served_by(8 * n)
+                if served == running:
+                    return running
+            time.sleep(0.5)
+        raise AssertionError(f"wanted {n} replicas; running {running}, answering {served}")
+
+    def served_by(self, requests_count: int) -> set[str]:
+        """The replicas that answer `requests_count` plumber queries through the LB."""
+        seen = set()
+        with requests.Session() as s:
+            for _ in range(requests_count):
+                r = s.get(self.lb_url + PLUMBER_PATH, timeout=5)
+                if r.status_code == 200:
+                    seen.add(r.headers.get("X-Served-By", "?"))
+        return seen
+
+    def prometheus(self, path: str, **params: str) -> dict:
+        """GET a Prometheus HTTP API path and return its `data`."""
+        r = requests.get(self.prometheus_url + path, params=params, timeout=10)
+        r.raise_for_status()
+        body = r.json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+
+@dataclass
+class LoadResult:
+    """What a bounded load run saw."""
+
+    ok: int = 0
+    failed: int = 0
+    failures: Counter = field(default_factory=Counter)
+    served_by: Counter = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed
+
+
+class Load:
+    """Bounded concurrent GET and POST traffic through the load balancer.
+
+    Runs in threads until stopped, `max_requests` were sent or `max_seconds` passed, whichever
+    comes first, so a failing test can never leave traffic running.
+    """
+
+    def __init__(
+        self, base_url: str, threads: int = 4, max_requests: int = 50_000, max_seconds: float = 120
+    ) -> None:
+        self.base_url = base_url
+        self.threads = threads
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.result = LoadResult()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def _one(self, session: requests.Session, i: int) -> None:
+        try:
+            if i % 2:
+                r = session.get(self.base_url + PLUMBER_PATH, timeout=10)
+            else:
+                r = session.post(
+                    self.base_url + "/models/diabetes/predict",
+                    json={"pregnant": 1, "glucose": 148, "pressure": 72},
+                    timeout=10,
+                )
+            ok = r.status_code == 200
+            why = f"HTTP {r.status_code}"
+            served = r.headers.get("X-Served-By", "?")
+        except requests.RequestException as exc:
+            ok, why, served = False, type(exc).__name__, "-"
+        with self._lock:
+            if ok:
+                self.result.ok += 1
+                self.result.served_by[served] += 1
+            else:
+                self.result.failed += 1
+                self.result.failures[why] += 1
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        with requests.Session() as session:
+            i = 0
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                with self._lock:
+                    if self.result.total >= self.max_requests:
+                        return
+                self._one(session, i)
+                i += 1
+
+    def __enter__(self) -> Load:
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=30)

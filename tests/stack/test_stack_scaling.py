@@ -1,0 +1,60 @@
+"""Scaling and failure under load: the load balancer follows replicas with zero failed requests.
+
+These tests change the replica count; each one restores three replicas when it ends.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from tests.stack.stackctl import Load, Stack
+
+
+def _assert_lb_follows(stack: Stack, n: int) -> float:
+    """After a scale step: within 10 s the replicas answering equal the replicas running."""
+    started = time.monotonic()
+    stack.wait_for_replicas(n, timeout=10)
+    return time.monotonic() - started
+
+
+def test_scaling_3_to_5_to_2_under_load_fails_no_request(three_replicas: Stack) -> None:
+    stack = three_replicas
+    with Load(stack.lb_url, threads=4, max_requests=200_000, max_seconds=240) as load:
+        time.sleep(2)
+        stack.scale(5)
+        _assert_lb_follows(stack, 5)
+        time.sleep(2)
+        stack.scale(2)
+        _assert_lb_follows(stack, 2)
+        time.sleep(2)
+    result = load.result
+    print(f"scale 3->5->2: {result.total} requests, {result.failed} failed {dict(result.failures)}")
+    assert result.total > 200
+    assert result.failed == 0, dict(result.failures)
+    # Every replica that existed at some point got traffic: 5 distinct at the peak.
+    assert len(result.served_by) >= 5
+
+
+def test_sigkill_of_one_replica_under_load_fails_no_request(three_replicas: Stack) -> None:
+    stack = three_replicas
+    victim = stack.container_ids()[0]
+    victim_host = stack.inspect([victim])[0]["Config"]["Hostname"]
+    with Load(stack.lb_url, threads=4, max_requests=100_000, max_seconds=120) as load:
+        time.sleep(2)
+        subprocess.run(["docker", "kill", "--signal", "KILL", victim], check=True)
+        # The restart policy brings the same container back; it must serve again.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if victim_host in stack.replica_hostnames():
+                break
+            time.sleep(0.5)
+        stack.wait_for_replicas(3, timeout=20)
+        time.sleep(2)
+    result = load.result
+    print(f"kill: {result.total} requests, {result.failed} failed {dict(result.failures)}")
+    assert victim_host in stack.served_by(30)
+    restarts = stack.inspect([victim])[0]["RestartCount"]
+    assert restarts >= 1
+    assert result.total > 100
+    assert result.failed == 0, dict(result.failures)
