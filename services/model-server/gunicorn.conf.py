@@ -1,0 +1,80 @@
+"""Gunicorn configuration for the model server (settings: https://docs.gunicorn.org/en/stable/settings.html).
+
+Sizes and the port come from the same ``Settings`` object the app uses (MODELFLEET_PORT,
+MODELFLEET_WORKERS, MODELFLEET_THREADS, MODELFLEET_ACCESS_LOG), so there is one source of
+truth for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# The config file is executed before the app is imported: make the package importable from
+# the directory this file lives in (/app in the image), whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from model_server.metrics import mark_process_dead
+from model_server.settings import Settings
+
+_settings = Settings.from_env()
+
+# Bind inside the container on all interfaces; compose only `expose`s the port to nginx.
+bind = f"0.0.0.0:{_settings.port}"
+
+# gthread: a few processes (CPU-bound numpy/sklearn work, one GIL each) with a few threads
+# each (cheap concurrency while a request is reading its body or writing its response).
+worker_class = "gthread"
+workers = _settings.workers
+threads = _settings.threads
+
+# Worker heartbeat files in RAM: a disk-backed /tmp can stall heartbeats under I/O load and
+# make the arbiter kill healthy workers (gunicorn docs, "Blocking OS calls").
+worker_tmp_dir = "/dev/shm"
+
+# On SIGTERM, finish in-flight requests for up to 20 s; compose's stop_grace_period is 30 s,
+# so gunicorn always exits on its own before Docker sends SIGKILL.
+graceful_timeout = 20
+# A worker silent for 30 s is stuck (predictions take milliseconds): restart it.
+timeout = 30
+
+# Keep idle client connections longer than nginx's upstream keepalive_timeout (60 s): the
+# side that closes an idle keep-alive connection must be nginx, otherwise nginx may send a
+# request on a connection gunicorn is closing at that moment and return 502.
+keepalive = 75
+
+# No preload_app: every worker runs create_app() itself after the fork, so each worker loads
+# and verifies the bundles (readiness is honest per worker), prometheus-client's
+# multiprocess files are keyed by the worker's own pid from the start, and no BLAS thread
+# pool or open file is inherited across fork. The models are a few hundred kB, so the memory
+# that preloading would share is negligible.
+preload_app = False
+
+# gunicorn >= 25 opens a control socket under $XDG_RUNTIME_DIR or $HOME/.gunicorn by
+# default; the container user has no home directory and nothing uses gunicornc.
+control_socket_disable = True
+
+# Access log: off by default (nginx logs every request; metrics hold the aggregates). When
+# enabled, one JSON object per request to stdout.
+if _settings.access_log:
+    accesslog = "-"
+    access_log_format = (
+        '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s",'
+        '"status":%(s)s,"bytes":"%(B)s","duration_us":%(D)s,'
+        '"request_id":"%({x-request-id}i)s","user_agent":"%(a)s"}'
+    )
+else:
+    accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+
+
+def child_exit(server: object, worker: object) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metric files.
+
+    Without this, ``livesum``/``livemax`` gauges (in-flight requests, model info) would keep
+    the values of workers that no longer exist. See prometheus client_python's multiprocess
+    documentation.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -1,0 +1,83 @@
+"""ModelFleet's own JSON API: model listing, manifests and ``POST /models/<name>/predict``.
+
+Request bodies (``application/json``) — see ``core.parsing.parse_json_payload``:
+one record object, a list of records, a list of rows in feature order, ``{"instances": ...}``
+or columnar ``{"inputs": {feature: [...]}}``. ``text/csv`` is accepted with or without a
+header line.
+
+Response::
+
+    {"model": "diabetes", "version": "1.0.0",
+     "predictions": ["no", "yes"],          # answer labels, or numbers for regression
+     "probabilities": [0.08, 0.71]}          # classifiers only: P(positive class) per row
+
+``probabilities`` holds the probability of the positive class (the one answered ``yes``),
+the number the manifest's ``threshold`` is applied to; a per-class map would only repeat it
+as ``1 - p``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from model_server.api.common import (
+    CSV_MIMETYPES,
+    JSON_MIMETYPES,
+    endpoint_label,
+    get_model,
+    json_response,
+    model_summary,
+    predict,
+    require_mimetype,
+    state,
+)
+from model_server.core.parsing import decode_json, parse_csv, parse_json_payload
+
+bp = Blueprint("json_api", __name__)
+
+
+@bp.get("/models")
+@endpoint_label("models")
+def list_models() -> Response:
+    """All loaded models with version, task and features."""
+    registry = state().registry
+    body: dict[str, Any] = {
+        "default_model": registry.default_model,
+        "models": [model_summary(m) for _, m in sorted(registry.models.items())],
+    }
+    if registry.failures:
+        body["failed_models"] = sorted(registry.failures)
+    return json_response(body)
+
+
+@bp.get("/models/<name>")
+@endpoint_label("models")
+def get_manifest(name: str) -> Response:
+    """The model's manifest (features and ranges, metrics, checksums, library versions)."""
+    return json_response(get_model(name).bundle.manifest)
+
+
+@bp.post("/models/<name>/predict")
+@endpoint_label("predict")
+def predict_model(name: str) -> Response:
+    """Predict a record, a batch, columns or CSV rows."""
+    model = get_model(name)
+    mimetype = require_mimetype(JSON_MIMETYPES | CSV_MIMETYPES)
+    max_rows = state().settings.max_rows
+    body = request.get_data(cache=False)
+    schema = model.bundle.schema
+    if mimetype in CSV_MIMETYPES:
+        x = parse_csv(body, schema, max_rows)
+    else:
+        x = parse_json_payload(decode_json(body), schema, max_rows)
+    result = predict(model, x)
+    out: dict[str, Any] = {
+        "model": model.name,
+        "version": model.bundle.version,
+        "predictions": result.predictions,
+    }
+    if result.probabilities is not None:
+        out["probabilities"] = result.probabilities
+    return json_response(out)

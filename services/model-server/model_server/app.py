@@ -1,0 +1,196 @@
+"""The Flask application factory.
+
+Gunicorn runs ``model_server.app:create_app()``; tests call ``create_app(Settings(...))``.
+Nothing is created at import time: settings, the model registry and the metrics are built
+here and handed to the blueprints through ``app.extensions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from typing import Final
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry
+from werkzeug.exceptions import HTTPException
+
+from model_server.api.common import (
+    EXTENSION_KEY,
+    ServerState,
+    current_model_label,
+    error_response,
+    state,
+)
+from model_server.core.errors import RequestError
+from model_server.core.registry import ModelRegistry
+from model_server.metrics import Metrics
+from model_server.settings import Settings
+
+log = logging.getLogger("model_server")
+
+# Request ids are echoed into headers and logs: accept only short, plain tokens so a client
+# cannot inject log lines or oversized headers; anything else is replaced by our own id.
+_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}", re.ASCII)
+# Werkzeug's HTTP errors mapped to our error codes (others: 4xx malformed_body, 5xx internal).
+_HTTP_CODES: Final = {
+    400: "malformed_body",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def create_app(
+    settings: Settings | None = None, metrics_registry: CollectorRegistry | None = None
+) -> Flask:
+    """Build the app: settings, verified models, metrics, blueprints, hooks, error handlers.
+
+    Args:
+        settings: Configuration; read from the environment when omitted.
+        metrics_registry: In-process metrics registry (tests pass a fresh one); defaults to
+            prometheus-client's global registry. Unused in multiprocess mode.
+    """
+    settings = settings or Settings.from_env()
+    _configure_logging(settings)
+
+    app = Flask(__name__)
+    # Flask refuses larger bodies with 413 before a view reads them.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Keep views' JSON as-is (orjson helper); Flask's own JSON is only used for nothing.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    # Models load eagerly, before the first request; failures leave the app alive but not
+    # ready, so /healthz answers, /readyz says 503 and the log names the bad bundle.
+    registry = ModelRegistry(settings.model_dir, settings.default_model)
+    registry.load_all()
+
+    metrics = Metrics(settings.prometheus_multiproc_dir, metrics_registry)
+    metrics.init_server(
+        settings.replica_id,
+        {n: (m.bundle.version, m.bundle.sha256) for n, m in registry.models.items()},
+        registry.failures,
+    )
+    for name, model in registry.models.items():
+        metrics.init_answers(name, model.predictor.answer_labels)
+
+    app.extensions[EXTENSION_KEY] = ServerState(settings, registry, metrics)
+
+    # One blueprint per protocol; imported here so importing the package builds nothing.
+    from model_server.api import health, json_api, plumber
+
+    for module in (health, plumber, json_api):
+        app.register_blueprint(module.bp)
+
+    _register_hooks(app)
+    _register_error_handlers(app)
+    log.info(
+        "model server ready=%s models=%s replica=%s pid=%d",
+        registry.ready,
+        ",".join(sorted(registry.models)) or "-",
+        settings.replica_id,
+        os.getpid(),
+    )
+    return app
+
+
+def _configure_logging(settings: Settings) -> None:
+    logger = logging.getLogger("model_server")
+    logger.setLevel(settings.log_level_number)
+    if not logger.handlers:  # create_app may run several times in one process (tests)
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _register_hooks(app: Flask) -> None:
+    @app.before_request
+    def start_request() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
+        state().metrics.request_started()
+        g.in_flight = True
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        st = state()
+        response.headers["X-Served-By"] = st.settings.replica_id
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        view = app.view_functions.get(request.endpoint or "")
+        label = getattr(view, "metric_endpoint", "other") if view is not None else "other"
+        if label is not None and "started" in g:
+            st.metrics.observe_request(
+                current_model_label(),
+                label,
+                response.status_code,
+                time.perf_counter() - g.started,
+            )
+        return response
+
+    @app.teardown_request
+    def end_request(_exc: BaseException | None) -> None:
+        if g.pop("in_flight", False):
+            state().metrics.request_finished()
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(RequestError)
+    def on_request_error(exc: RequestError) -> Response:
+        state().metrics.observe_error(current_model_label(), exc.code)
+        log.info(
+            "request_id=%s %s %s refused: %s %s (field=%s)",
+            g.get("request_id", "-"),
+            request.method,
+            request.path,
+            exc.status,
+            exc.code,
+            exc.field,
+        )
+        return error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "malformed_body" if status < 500 else "internal")
+        if status == 404:
+            message = f"no route for {request.method} {request.path[:200]}"
+        elif status == 405:
+            allowed = ", ".join(sorted(exc.valid_methods or ()))  # type: ignore[attr-defined]
+            message = f"method {request.method} is not allowed here; allowed: {allowed}"
+        elif status == 413:
+            limit = state().settings.max_body_bytes
+            message = f"the request body exceeds {limit} bytes"
+        else:
+            message = exc.description or exc.name
+        err = RequestError(code, message)
+        state().metrics.observe_error(current_model_label(), code)
+        log.info(
+            "request_id=%s %s %s refused: %s %s",
+            g.get("request_id", "-"),
+            request.method,
+            request.path[:200],
+            status,
+            code,
+        )
+        response = error_response(err)
+        response.status_code = status
+        if status == 405:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods or ()))  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def on_unexpected(exc: Exception) -> Response:
+        # Log everything, answer nothing internal: the request id ties the two together.
+        log.exception(
+            "request_id=%s %s %s failed", g.get("request_id", "-"), request.method, request.path
+        )
+        state().metrics.observe_error(current_model_label(), "internal")
+        return error_response(RequestError("internal", "internal server error"))

@@ -1,0 +1,1 @@
+"""Framework-free prediction core: bundles, registry, parsing and prediction."""

@@ -1,0 +1,129 @@
+"""A model bundle: ``<dir>/<name>/{model.skops, manifest.json}``, verified before loading.
+
+The manifest records the artifact's sha256. ``load_bundle`` hashes the artifact bytes and
+refuses (``BundleError``) on any mismatch *before* deserialising them, then loads the same
+bytes it hashed (no second read, so the file cannot change in between) with skops and an
+explicit allow-list of types. Pickle and joblib are never used: loading a pickle runs
+arbitrary code, a skops file only rebuilds the listed types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import skops.io as sio
+
+from model_server.core.schema import Schema
+
+ARTIFACT_FILE: Final = "model.skops"
+MANIFEST_FILE: Final = "manifest.json"
+
+#: Every non-builtin type the ModelFleet artifacts contain, passed to skops as ``trusted``.
+#: skops also trusts its own safe defaults (builtin containers, numpy arrays); anything else
+#: in an artifact makes ``load_bundle`` refuse it. ``tests/unit/test_bundle.py`` checks that
+#: the trained artifacts contain no other types. Extend deliberately when adding a model type.
+TRUSTED_TYPES: Final[tuple[str, ...]] = (
+    "numpy.float64",
+    "numpy.ndarray",
+    "numpy.random.mtrand.RandomState",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn.dummy.DummyClassifier",
+    "sklearn.ensemble._gb.GradientBoostingClassifier",
+    "sklearn.linear_model._base.LinearRegression",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.tree._classes.DecisionTreeRegressor",
+    "sklearn.tree._tree.Tree",
+)
+
+
+class BundleError(Exception):
+    """A bundle that cannot be served: missing files, bad manifest, or checksum mismatch."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified, loaded model with its manifest.
+
+    Attributes:
+        name: Model name (the bundle directory name, also ``manifest["name"]``).
+        version: Model version from the manifest.
+        task: ``"classification"`` or ``"regression"``.
+        manifest: The manifest as loaded from ``manifest.json``.
+        model: The deserialised scikit-learn estimator.
+        schema: The feature schema, ready for request parsing.
+        sha256: The verified sha256 of the artifact.
+        path: The bundle directory.
+    """
+
+    name: str
+    version: str
+    task: str
+    manifest: Mapping[str, Any]
+    model: Any
+    schema: Schema
+    sha256: str
+    path: Path
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content."""
+    return sha256_bytes(path.read_bytes())
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Read, verify and load one bundle directory.
+
+    Raises:
+        BundleError: if a file is missing, the manifest is invalid, the artifact's sha256
+            differs from the manifest's, or the artifact contains an untrusted type.
+    """
+    manifest_path = path / MANIFEST_FILE
+    artifact_path = path / ARTIFACT_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        name = str(manifest["name"])
+        version = str(manifest["version"])
+        task = str(manifest["task"])
+        expected = str(manifest["artifact"]["sha256"])
+        schema = Schema.from_manifest(manifest["features"])
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no {MANIFEST_FILE}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{path}: invalid {MANIFEST_FILE}: {exc!r}") from None
+    if name != path.name:
+        raise BundleError(f"{path}: manifest name {name!r} differs from the directory name")
+    if task not in ("classification", "regression"):
+        raise BundleError(f"{path}: unknown task {task!r}")
+    try:
+        data = artifact_path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no {ARTIFACT_FILE}") from None
+    actual = sha256_bytes(data)
+    if actual != expected:
+        raise BundleError(
+            f"{name}: sha256 mismatch for {artifact_path}: manifest says {expected}, "
+            f"file is {actual}; refusing to load it"
+        )
+    untrusted = set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
+    if untrusted:
+        raise BundleError(f"{name}: artifact contains untrusted types {sorted(untrusted)}")
+    model = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    if hasattr(model, "n_features_in_") and model.n_features_in_ != schema.width:
+        raise BundleError(
+            f"{name}: the model expects {model.n_features_in_} features, "
+            f"the manifest lists {schema.width}"
+        )
+    return Bundle(name, version, task, manifest, model, schema, actual, path)

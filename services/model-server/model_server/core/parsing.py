@@ -1,0 +1,387 @@
+"""Turn request payloads into a float64 matrix in the model's feature order.
+
+Every parser here either returns a C-contiguous ``(n_rows, n_features)`` float64 array that
+has passed ``validate`` (finite, inside the manifest ranges) or raises ``RequestError``.
+No other exception may escape for any input: the hypothesis tests in
+``tests/unit/test_parsing_properties.py`` hold the module to that.
+
+Design notes:
+
+* No pandas: building a DataFrame per request costs far more than the prediction itself.
+  Rows are assembled as Python lists in feature order and converted with one ``np.array``.
+* JSON values must be JSON numbers. Strings such as ``"1.5"`` and booleans are refused
+  (``non_numeric``) rather than coerced, so a client bug cannot silently become a prediction.
+  Text formats (CSV, query strings) are parsed with a strict ASCII number grammar: Python's
+  ``float()`` alone would also accept ``1_000`` and non-ASCII digits.
+* Row numbers in messages are 0-based, like JSON array indices.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+import orjson
+
+from model_server.core.errors import RequestError
+from model_server.core.schema import Schema
+
+#: Top-level keys of the MLflow / TF-serving style JSON bodies (``params`` may accompany one).
+PAYLOAD_KEYS: Final[frozenset[str]] = frozenset(
+    {"instances", "inputs", "dataframe_split", "dataframe_records"}
+)
+
+# A decimal number, or nan/inf spelled out (accepted by the grammar so they are reported as
+# ``non_finite`` rather than ``non_numeric``).
+_NUMBER_RE: Final = re.compile(
+    r"\s*[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)\s*",
+    re.ASCII | re.IGNORECASE,
+)
+# Text made only of these characters can go straight to numpy's converter (fast path); any
+# other character sends the rows through the per-cell grammar check.
+_FAST_TEXT_RE: Final = re.compile(r"[0-9eE+\-. \t\r\n,]*", re.ASCII)
+_NUMERIC_TYPES: Final = frozenset({int, float})
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _describe(value: Any) -> str:
+    """A short, safe rendering of a bad value for an error message."""
+    try:
+        text = orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
+        text = type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_count(n_rows: int, max_rows: int) -> None:
+    if n_rows == 0:
+        raise RequestError("empty_batch", "the request contains no rows")
+    if n_rows > max_rows:
+        raise RequestError(
+            "too_many_rows", f"the request has {n_rows} rows; at most {max_rows} are allowed"
+        )
+
+
+def _check_names(given: Iterable[str], schema: Schema, where: str) -> None:
+    """Refuse unknown names first (likely typos), then missing ones, naming the feature."""
+    given_set = set(given)
+    for name in given:
+        if name not in schema.name_set:
+            raise RequestError(
+                "unknown_feature",
+                f"{where}: unknown feature {_describe(name)}; expected {', '.join(schema.names)}",
+                field=str(name),
+            )
+    for name in schema.names:
+        if name not in given_set:
+            raise RequestError("missing_feature", f"{where}: missing feature {name!r}", field=name)
+
+
+def _parse_text_number(text: str, row: int, name: str) -> float:
+    if _NUMBER_RE.fullmatch(text) is None:
+        raise RequestError(
+            "non_numeric",
+            f"row {row}: {name} must be a number, got {_describe(text)}",
+            field=name,
+        )
+    return float(text)
+
+
+def _check_json_numbers(row: Sequence[Any], r: int, names: Sequence[str]) -> None:
+    for j, v in enumerate(row):
+        if type(v) not in _NUMERIC_TYPES:  # type(), not isinstance: bool is an int subclass
+            raise RequestError(
+                "non_numeric",
+                f"row {r}: {names[j]} must be a number, got {_describe(v)}",
+                field=names[j],
+            )
+
+
+def _to_array(rows: list[list[Any]], names: Sequence[str]) -> np.ndarray:
+    """Convert rows of JSON numbers (already type-checked) to float64."""
+    try:
+        return np.array(rows, dtype=np.float64)
+    except OverflowError:
+        # An integer too large for float64 (JSON allows arbitrary integers).
+        for r, row in enumerate(rows):
+            for j, v in enumerate(row):
+                try:
+                    float(v)
+                except OverflowError:
+                    raise RequestError(
+                        "non_finite", f"row {r}: {names[j]} is too large", field=names[j]
+                    ) from None
+        raise  # pragma: no cover - unreachable: some value overflowed above
+
+
+def validate(x: np.ndarray, schema: Schema) -> np.ndarray:
+    """Check a parsed matrix against the schema: finite values inside the manifest ranges.
+
+    Returns ``x`` unchanged (for chaining); raises ``RequestError`` naming the first bad cell.
+    """
+    finite = np.isfinite(x)
+    if not finite.all():
+        r, c = np.argwhere(~finite)[0]
+        raise RequestError(
+            "non_finite",
+            f"row {r}: {schema.names[c]} must be finite, got {x[r, c]}",
+            field=schema.names[c],
+        )
+    bad = (x < schema.lows) | (x > schema.highs)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        f = schema.features[c]
+        raise RequestError(
+            "out_of_range",
+            f"row {r}: {f.name}={x[r, c]:g} is outside the valid range [{f.min:g}, {f.max:g}]",
+            field=f.name,
+        )
+    for c, allowed in schema.categorical:
+        bad_col = ~np.isin(x[:, c], allowed)
+        if bad_col.any():
+            r = int(np.argmax(bad_col))
+            f = schema.features[c]
+            raise RequestError(
+                "out_of_range",
+                f"row {r}: {f.name}={x[r, c]:g} is not one of "
+                f"{', '.join(f'{v:g}' for v in allowed)}",
+                field=f.name,
+            )
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Shapes of JSON data
+
+
+def parse_records(records: Sequence[Any], schema: Schema, max_rows: int) -> np.ndarray:
+    """A list of ``{feature: number}`` objects, one per row."""
+    _check_count(len(records), max_rows)
+    names = schema.names
+    rows: list[list[Any]] = []
+    append = rows.append
+    for r, rec in enumerate(records):
+        if type(rec) is not dict:
+            raise RequestError(
+                "malformed_body", f"row {r}: expected an object of features, got {_describe(rec)}"
+            )
+        # Fast path: exactly the expected keys (the common case) -> one comprehension.
+        if len(rec) != len(names) or not schema.name_set.issuperset(rec):
+            _check_names(rec.keys(), schema, f"row {r}")
+        row = [rec[n] for n in names]
+        _check_json_numbers(row, r, names)
+        append(row)
+    return validate(_to_array(rows, names), schema)
+
+
+def parse_rows(
+    rows_in: Sequence[Any],
+    schema: Schema,
+    max_rows: int,
+    columns: Sequence[str] | None = None,
+) -> np.ndarray:
+    """A list of arrays, each holding one row's values in feature order.
+
+    With ``columns`` (e.g. MLflow ``dataframe_split``), the arrays follow that column order
+    instead and are reordered to the model's.
+    """
+    _check_count(len(rows_in), max_rows)
+    order = schema.names
+    if columns is not None:
+        if type(columns) is not list or not all(type(c) is str for c in columns):
+            raise RequestError("malformed_body", "columns must be a list of feature names")
+        if len(set(columns)) != len(columns):
+            raise RequestError("malformed_body", "columns contains a name more than once")
+        _check_names(columns, schema, "columns")
+        order = tuple(columns)
+    width = len(order)
+    rows: list[list[Any]] = []
+    for r, row in enumerate(rows_in):
+        if type(row) is not list:
+            raise RequestError(
+                "malformed_body", f"row {r}: expected an array of values, got {_describe(row)}"
+            )
+        if len(row) != width:
+            raise RequestError(
+                "wrong_width",
+                f"row {r} has {len(row)} values; expected {width} ({', '.join(order)})",
+            )
+        _check_json_numbers(row, r, order)
+        rows.append(row)
+    x = _to_array(rows, order)
+    if columns is not None and tuple(columns) != schema.names:
+        x = np.ascontiguousarray(x[:, [columns.index(n) for n in schema.names]])
+    return validate(x, schema)
+
+
+def parse_columns(cols: Mapping[str, Any], schema: Schema, max_rows: int) -> np.ndarray:
+    """Columnar input ``{feature: [v0, v1, ...]}`` (all lists the same length)."""
+    _check_names(cols.keys(), schema, "inputs")
+    lengths = set()
+    for name in schema.names:
+        col = cols[name]
+        if type(col) is not list:
+            raise RequestError(
+                "malformed_body", f"inputs.{name} must be an array of values", field=name
+            )
+        lengths.add(len(col))
+    if len(lengths) != 1:
+        raise RequestError("malformed_body", "all input columns must have the same length")
+    _check_count(lengths.pop(), max_rows)
+    names = schema.names
+    columns = [cols[n] for n in names]
+    for j, col in enumerate(columns):
+        for r, v in enumerate(col):
+            if type(v) not in _NUMERIC_TYPES:
+                raise RequestError(
+                    "non_numeric",
+                    f"row {r}: {names[j]} must be a number, got {_describe(v)}",
+                    field=names[j],
+                )
+    x = _to_array(columns, names)  # (n_features, n_rows)
+    return validate(np.ascontiguousarray(x.T), schema)
+
+
+def parse_batch(items: Any, schema: Schema, max_rows: int) -> np.ndarray:
+    """A JSON array of rows: all objects (records) or all arrays (feature order)."""
+    if type(items) is not list:
+        raise RequestError("malformed_body", "expected an array of rows")
+    if not items:
+        raise RequestError("empty_batch", "the request contains no rows")
+    first = type(items[0])
+    if first is dict:
+        return parse_records(items, schema, max_rows)
+    if first is list:
+        return parse_rows(items, schema, max_rows)
+    raise RequestError(
+        "malformed_body", "expected an array of objects or an array of arrays (one per row)"
+    )
+
+
+def parse_json_payload(obj: Any, schema: Schema, max_rows: int) -> np.ndarray:
+    """Any of the accepted JSON request shapes.
+
+    * ``{feature: value, ...}``: one record;
+    * ``[{...}, ...]`` or ``[[...], ...]``: a batch of records or of rows in feature order;
+    * ``{"instances": [...]}``: the same batch (TF-serving / MLflow); a columnar object is
+      accepted too;
+    * ``{"inputs": {feature: [...]}}``: columnar (or ``{"inputs": [...]}`` as a batch);
+    * ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` and
+      ``{"dataframe_records": [...]}``: MLflow's pandas orientations.
+
+    MLflow's optional ``params`` key is accepted alongside and ignored.
+    """
+    if type(obj) is list:
+        return parse_batch(obj, schema, max_rows)
+    if type(obj) is not dict:
+        raise RequestError("malformed_body", "expected a JSON object or array")
+    keys = PAYLOAD_KEYS.intersection(obj)
+    if not keys:
+        return parse_records([obj], schema, max_rows)
+    extra = set(obj) - keys - {"params"}
+    if len(keys) > 1 or extra:
+        raise RequestError(
+            "malformed_body",
+            f"expected exactly one of {', '.join(sorted(PAYLOAD_KEYS))} (and optionally params); "
+            f"got {', '.join(sorted(map(str, obj)))}",
+        )
+    key = keys.pop()
+    value = obj[key]
+    if key == "dataframe_split":
+        if type(value) is not dict or "data" not in value:
+            raise RequestError(
+                "malformed_body", "dataframe_split must be an object with data (and columns)"
+            )
+        if type(value["data"]) is not list:
+            raise RequestError("malformed_body", "dataframe_split.data must be an array of rows")
+        return parse_rows(value["data"], schema, max_rows, columns=value.get("columns"))
+    if key == "dataframe_records":
+        if type(value) is not list:
+            raise RequestError("malformed_body", "dataframe_records must be an array of objects")
+        return parse_records(value, schema, max_rows)
+    # instances / inputs
+    if type(value) is dict:
+        return parse_columns(value, schema, max_rows)
+    return parse_batch(value, schema, max_rows)
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a JSON body; anything unparsable is ``malformed_body`` (400)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError("malformed_body", f"the body is not valid JSON: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Text formats
+
+
+def parse_csv(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
+    """CSV rows, with or without a header line.
+
+    The first line is a header if none of its cells is a number; header names may come in any
+    order and are matched to the model's features. Without a header, columns are in feature
+    order. Blank lines are ignored.
+    """
+    try:
+        text = body.decode("utf-8-sig")  # tolerate a byte-order mark from spreadsheet exports
+    except UnicodeDecodeError:
+        raise RequestError("malformed_body", "the CSV body is not valid UTF-8") from None
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(row)]
+    except csv.Error as exc:
+        raise RequestError("malformed_body", f"the body is not valid CSV: {exc}") from None
+    order: Sequence[str] = schema.names
+    if rows and all(_NUMBER_RE.fullmatch(cell) is None for cell in rows[0]):
+        header = [cell.strip() for cell in rows.pop(0)]
+        if len(set(header)) != len(header):
+            raise RequestError("malformed_body", "the CSV header names a column more than once")
+        _check_names(header, schema, "CSV header")
+        order = header
+    _check_count(len(rows), max_rows)
+    width = len(order)
+    for r, row in enumerate(rows):
+        if len(row) != width:
+            raise RequestError(
+                "wrong_width",
+                f"row {r} has {len(row)} values; expected {width} ({', '.join(order)})",
+            )
+    x = None
+    if _FAST_TEXT_RE.fullmatch(",".join(",".join(row) for row in rows)):
+        try:
+            x = np.array(rows, dtype=np.float64)
+        except ValueError:
+            x = None  # e.g. "1e" or "": locate and explain the bad cell below
+    if x is None:
+        x = np.array(
+            [
+                [_parse_text_number(cell, r, order[j]) for j, cell in enumerate(row)]
+                for r, row in enumerate(rows)
+            ],
+            dtype=np.float64,
+        ).reshape(len(rows), width)
+    if order is not schema.names:
+        x = np.ascontiguousarray(x[:, [list(order).index(n) for n in schema.names]])
+    return validate(x, schema)
+
+
+def parse_query(params: Iterable[tuple[str, str]], schema: Schema) -> np.ndarray:
+    """Query-string parameters, one per feature (plumber style): exactly one row."""
+    values: dict[str, str] = {}
+    for key, value in params:
+        if key in values:
+            raise RequestError(
+                "malformed_body", f"parameter {_describe(key)} is given more than once", field=key
+            )
+        values[key] = value
+    _check_names(values.keys(), schema, "query")
+    row = [_parse_text_number(values[n], 0, n) for n in schema.names]
+    return validate(np.array([row], dtype=np.float64), schema)

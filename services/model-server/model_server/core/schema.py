@@ -1,0 +1,94 @@
+"""Feature schema of a model, prepared once at load time for the request hot path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input, as declared in the manifest.
+
+    Attributes:
+        name: Column name, also the key clients send.
+        type: ``"number"``, ``"integer"`` or ``"binary"``; informational except that
+            ``allowed`` (if set) restricts the values exactly.
+        min: Smallest valid value (inclusive).
+        max: Largest valid value (inclusive).
+        allowed: For categorical inputs, the only accepted values (e.g. ``[0, 1]``).
+        description: What the column means, for the docs and model metadata.
+    """
+
+    name: str
+    type: str
+    min: float
+    max: float
+    allowed: tuple[float, ...] | None = None
+    description: str = ""
+
+    @classmethod
+    def from_manifest(cls, spec: Mapping[str, Any]) -> Feature:
+        """Build from one entry of the manifest's ``features`` list."""
+        allowed = spec.get("allowed")
+        return cls(
+            name=str(spec["name"]),
+            type=str(spec.get("type", "number")),
+            min=float(spec["min"]),
+            max=float(spec["max"]),
+            allowed=tuple(float(v) for v in allowed) if allowed is not None else None,
+            description=str(spec.get("description", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The ordered features of a model plus lookups precomputed for parsing.
+
+    Everything a request needs (name -> column index, range vectors) is built here once,
+    so parsing a request does no per-request set-up beyond the data itself.
+    """
+
+    features: tuple[Feature, ...]
+    names: tuple[str, ...] = field(init=False)
+    index: Mapping[str, int] = field(init=False)
+    name_set: frozenset[str] = field(init=False)
+    lows: np.ndarray = field(init=False, repr=False)
+    highs: np.ndarray = field(init=False, repr=False)
+    # Column indices that have an ``allowed`` set, with that set as an array.
+    categorical: tuple[tuple[int, np.ndarray], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(f.name for f in self.features)
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate feature names in {names}")
+        # frozen dataclass: assign derived fields through object.__setattr__.
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "index", {n: i for i, n in enumerate(names)})
+        object.__setattr__(self, "name_set", frozenset(names))
+        object.__setattr__(self, "lows", np.array([f.min for f in self.features], dtype=np.float64))
+        object.__setattr__(
+            self, "highs", np.array([f.max for f in self.features], dtype=np.float64)
+        )
+        object.__setattr__(
+            self,
+            "categorical",
+            tuple(
+                (i, np.array(f.allowed, dtype=np.float64))
+                for i, f in enumerate(self.features)
+                if f.allowed is not None
+            ),
+        )
+
+    @property
+    def width(self) -> int:
+        """Number of features, i.e. columns of the model's input matrix."""
+        return len(self.features)
+
+    @classmethod
+    def from_manifest(cls, specs: Sequence[Mapping[str, Any]]) -> Schema:
+        """Build from the manifest's ``features`` list (order = model column order)."""
+        return cls(tuple(Feature.from_manifest(s) for s in specs))

@@ -1,0 +1,253 @@
+"""Every Prometheus metric of the model server, in one place.
+
+Metric contract (names and labels are used by the monitoring rules and dashboards; add, do
+not rename):
+
+===================================================  ========  =====================================
+metric                                               type      labels / meaning
+===================================================  ========  =====================================
+modelfleet_requests_total                            counter   model, endpoint, status (HTTP code)
+modelfleet_request_duration_seconds                  histogram model, endpoint
+modelfleet_prediction_rows                           histogram model: rows per prediction request
+modelfleet_predictions_total                         counter   model, class (answer label or value)
+modelfleet_errors_total                              counter   model, reason (``ERROR_CODES``)
+modelfleet_requests_in_flight                        gauge     livesum over workers
+modelfleet_busy_workers                              gauge     livesum: workers with >= 1 request
+modelfleet_workers                                   gauge     livesum: live worker processes
+modelfleet_model_info                                gauge     model, version, sha256; 1 (livemax)
+modelfleet_model_ready                               gauge     model; 1/0 (livemin over workers)
+modelfleet_replica_info                              gauge     replica; 1 (livemax)
+===================================================  ========  =====================================
+
+Label values are bounded: ``model`` is a loaded model's name or ``none``; ``endpoint`` is one
+of ``ENDPOINTS``; ``reason`` one of ``ERROR_CODES``.
+
+Multiprocess mode (gunicorn): prometheus-client picks its value storage when it is first
+imported, from ``PROMETHEUS_MULTIPROC_DIR`` (set by docker-entrypoint.sh, wiped at every
+start). Metrics are then written to per-pid files, every scrape aggregates them with a fresh
+``CollectorRegistry`` + ``MultiProcessCollector``, and gunicorn's ``child_exit`` hook calls
+``mark_process_dead`` so the ``live*`` gauges drop dead workers. Without the variable (unit
+tests, ``make serve``) the metrics live in an ordinary in-process registry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from model_server.core.errors import ERROR_CODES
+
+#: Bounded values of the ``endpoint`` label (``other``: a path that matches no route).
+ENDPOINTS: Final = (
+    "plumber",
+    "predict",
+    "invocations",
+    "infer",
+    "metadata",
+    "models",
+    "health",
+    "other",
+)
+#: Endpoints that run predictions; their series are pre-initialised per model.
+PREDICT_ENDPOINTS: Final = ("plumber", "predict", "invocations", "infer")
+NO_MODEL: Final = "none"
+# Predictions take ~0.1-1 ms; buckets resolve that range and still catch slow outliers.
+DURATION_BUCKETS: Final = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+)  # fmt: skip
+ROWS_BUCKETS: Final = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000)
+
+
+class Metrics:
+    """The server's metrics, bound to one registry (or to multiprocess files).
+
+    Args:
+        multiprocess_dir: ``PROMETHEUS_MULTIPROC_DIR``, or ``None`` for in-process metrics.
+        registry: Registry for in-process mode (default: prometheus-client's global one;
+            tests pass a fresh ``CollectorRegistry`` per app). Ignored in multiprocess mode,
+            where metrics are registered nowhere and collected from files per scrape.
+    """
+
+    def __init__(
+        self, multiprocess_dir: str | None = None, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = None if multiprocess_dir else (registry or REGISTRY)
+        reg = self.registry
+        self.requests = Counter(
+            "modelfleet_requests",
+            "HTTP requests by model, route and status code.",
+            ["model", "endpoint", "status"],
+            registry=reg,
+        )
+        self.duration = Histogram(
+            "modelfleet_request_duration_seconds",
+            "Time from request start to response, by model and route.",
+            ["model", "endpoint"],
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.rows = Histogram(
+            "modelfleet_prediction_rows",
+            "Rows per successful prediction request.",
+            ["model"],
+            buckets=ROWS_BUCKETS,
+            registry=reg,
+        )
+        self.predictions = Counter(
+            "modelfleet_predictions",
+            "Predicted rows by answer (class label; 'value' for regression).",
+            ["model", "class"],
+            registry=reg,
+        )
+        self.errors = Counter(
+            "modelfleet_errors",
+            "Refused or failed requests by model and reason.",
+            ["model", "reason"],
+            registry=reg,
+        )
+        self.in_flight = Gauge(
+            "modelfleet_requests_in_flight",
+            "Requests being processed, summed over live workers.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.busy_workers = Gauge(
+            "modelfleet_busy_workers",
+            "Workers processing at least one request (saturation: compare with "
+            "modelfleet_workers).",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.workers = Gauge(
+            "modelfleet_workers",
+            "Live worker processes serving requests.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        # livemax: every worker sets 1, so one replica exposes one series per model.
+        self.model_info = Gauge(
+            "modelfleet_model_info",
+            "Loaded model bundles (value 1) with version and artifact sha256.",
+            ["model", "version", "sha256"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        # livemin: the replica reports a model ready only if every live worker has it.
+        self.model_ready = Gauge(
+            "modelfleet_model_ready",
+            "1 if the model is loaded and verified in every live worker, else 0.",
+            ["model"],
+            registry=reg,
+            multiprocess_mode="livemin",
+        )
+        self.replica_info = Gauge(
+            "modelfleet_replica_info",
+            "Always 1; the replica label is MODELFLEET_REPLICA_ID (the host name).",
+            ["replica"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self._lock = threading.Lock()
+        self._local_in_flight = 0  # this process only, to derive busy_workers
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def init_server(
+        self,
+        replica: str,
+        loaded: Mapping[str, tuple[str, str]],
+        failed: Iterable[str],
+    ) -> None:
+        """Set the info/readiness gauges and pre-initialise every bounded label combination.
+
+        Args:
+            replica: The replica id.
+            loaded: Loaded models: name -> (version, sha256).
+            failed: Names of bundles that failed to load.
+        """
+        self.replica_info.labels(replica).set(1)
+        self.workers.set(1)
+        for name, (version, sha256) in loaded.items():
+            self.model_info.labels(name, version, sha256).set(1)
+            self.model_ready.labels(name).set(1)
+        for name in failed:
+            self.model_ready.labels(name).set(0)
+        # Pre-initialise so rate() and absent() work from the first scrape.
+        for model in [*loaded, NO_MODEL]:
+            for endpoint in PREDICT_ENDPOINTS:
+                self.requests.labels(model, endpoint, "200")
+                self.duration.labels(model, endpoint)
+            for reason in ERROR_CODES:
+                self.errors.labels(model, reason)
+        for model in loaded:
+            self.rows.labels(model)
+
+    def init_answers(self, model: str, answers: Iterable[str]) -> None:
+        """Pre-initialise ``modelfleet_predictions_total`` for a model's possible answers."""
+        for answer in answers:
+            self.predictions.labels(model, answer)
+
+    # -- per request ------------------------------------------------------------------------
+
+    def request_started(self) -> None:
+        """Count a request in flight (and this worker as busy)."""
+        self.in_flight.inc()
+        with self._lock:
+            self._local_in_flight += 1
+            if self._local_in_flight == 1:
+                self.busy_workers.set(1)
+
+    def request_finished(self) -> None:
+        """Undo ``request_started``."""
+        self.in_flight.dec()
+        with self._lock:
+            self._local_in_flight -= 1
+            if self._local_in_flight == 0:
+                self.busy_workers.set(0)
+
+    def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
+        """Count a finished request and its duration."""
+        self.requests.labels(model, endpoint, str(status)).inc()
+        self.duration.labels(model, endpoint).observe(seconds)
+
+    def observe_prediction(self, model: str, rows: int, counts: Mapping[str, int]) -> None:
+        """Record a successful prediction: its row count and the answers given."""
+        self.rows.labels(model).observe(rows)
+        for answer, n in counts.items():
+            if n:
+                self.predictions.labels(model, answer).inc(n)
+
+    def observe_error(self, model: str, reason: str) -> None:
+        """Count a refused or failed request."""
+        self.errors.labels(model, reason).inc()
+
+    # -- exposition -------------------------------------------------------------------------
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition and its content type (aggregated over workers if needed)."""
+        if self.multiprocess_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.multiprocess_dir)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        assert self.registry is not None
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    """For gunicorn's ``child_exit``: drop a dead worker's live gauges (multiprocess only)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)

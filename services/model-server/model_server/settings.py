@@ -1,0 +1,120 @@
+"""Server settings: one frozen object, read from the environment once at start-up.
+
+Every field is set by an environment variable named ``MODELFLEET_<FIELD NAME IN CAPS>``
+(``PROMETHEUS_MULTIPROC_DIR`` keeps the name prometheus-client defines). Invalid values stop
+the server at start-up with a message naming the variable; nothing is read per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final
+
+PREFIX: Final = "MODELFLEET_"
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Typed configuration of the model server (see the module docstring for the env names)."""
+
+    model_dir: Path = Path("/opt/modelfleet/models")
+    """Directory holding one bundle directory per model (``<name>/manifest.json`` and
+    ``<name>/model.skops``). All bundles are loaded and verified at start-up."""
+
+    default_model: str = "diabetes"
+    """Model used by routes that name none: ``/predict_data``, ``/invocations`` without
+    ``X-Amzn-SageMaker-Target-Model``."""
+
+    max_rows: int = 10_000
+    """Largest number of rows one request may carry; more is refused with 413."""
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body in bytes (Flask ``MAX_CONTENT_LENGTH``); more is refused with 413."""
+
+    replica_id: str = field(default_factory=socket.gethostname)
+    """Identity of this replica: the ``X-Served-By`` response header and the ``replica``
+    label of ``modelfleet_replica_info``. Defaults to the host name (the container id)."""
+
+    log_level: str = "INFO"
+    """Level of the ``model_server`` loggers: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+
+    port: int = 8080
+    """TCP port gunicorn binds on 0.0.0.0 (gunicorn.conf.py)."""
+
+    workers: int = 2
+    """Number of gunicorn worker processes (gunicorn.conf.py)."""
+
+    threads: int = 4
+    """Threads per gunicorn gthread worker (gunicorn.conf.py)."""
+
+    access_log: bool = False
+    """Write a JSON access-log line per request to stdout (gunicorn.conf.py). Off by default:
+    nginx already logs every request, and the metrics carry the aggregates."""
+
+    prometheus_multiproc_dir: str | None = None
+    """``PROMETHEUS_MULTIPROC_DIR`` (no prefix): where prometheus-client's multiprocess mode
+    keeps per-worker metric files. Set by docker-entrypoint.sh under gunicorn; unset in unit
+    tests and ``make serve``, where the in-process registry is used."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_body_bytes", "port", "workers", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{PREFIX}{name.upper()} must be a positive integer")
+        if self.log_level not in _LOG_LEVELS:
+            raise ValueError(f"{PREFIX}LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        if not self.replica_id:
+            raise ValueError(f"{PREFIX}REPLICA_ID must not be empty")
+
+    @property
+    def log_level_number(self) -> int:
+        """``log_level`` as a ``logging`` constant."""
+        return logging.getLevelNamesMapping()[self.log_level]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``); unset vars keep defaults.
+
+        Raises:
+            ValueError: naming the variable, if a value cannot be converted or is invalid.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = (
+                "PROMETHEUS_MULTIPROC_DIR"
+                if f.name == "prometheus_multiproc_dir"
+                else PREFIX + f.name.upper()
+            )
+            raw = env.get(key)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(key, f.type, raw)
+        return cls(**values)
+
+
+def _convert(key: str, type_name: Any, raw: str) -> Any:
+    # Field types are strings (from __future__ annotations); only a few shapes are used.
+    type_name = str(type_name)
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if type_name == "Path":
+            return Path(raw)
+        if type_name == "str" and key.endswith("LOG_LEVEL"):
+            return raw.strip().upper()
+        return raw
+    except ValueError:
+        raise ValueError(f"{key}={raw!r} is not a valid {type_name}") from None
