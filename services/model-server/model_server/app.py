@@ -57,11 +57,10 @@ def create_app(
     settings = settings or Settings.from_env()
     _configure_logging(settings)
 
-    app = Flask(__name__)
+    # No static folder: the server has no static files, and no route should exist unplanned.
+    app = Flask(__name__, static_folder=None)
     # Flask refuses larger bodies with 413 before a view reads them.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    # Keep views' JSON as-is (orjson helper); Flask's own JSON is only used for nothing.
-    app.json.sort_keys = False  # type: ignore[attr-defined]
 
     # Models load eagerly, before the first request; failures leave the app alive but not
     # ready, so /healthz answers, /readyz says 503 and the log names the bad bundle.
@@ -80,9 +79,9 @@ def create_app(
     app.extensions[EXTENSION_KEY] = ServerState(settings, registry, metrics)
 
     # One blueprint per protocol; imported here so importing the package builds nothing.
-    from model_server.api import health, json_api, plumber
+    from model_server.api import docs, health, json_api, mlflow, oip_v2, plumber, sagemaker
 
-    for module in (health, plumber, json_api):
+    for module in (health, plumber, json_api, sagemaker, mlflow, oip_v2, docs):
         app.register_blueprint(module.bp)
 
     _register_hooks(app)

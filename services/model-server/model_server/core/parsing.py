@@ -282,17 +282,17 @@ def parse_json_payload(obj: Any, schema: Schema, max_rows: int) -> np.ndarray:
         return parse_batch(obj, schema, max_rows)
     if type(obj) is not dict:
         raise RequestError("malformed_body", "expected a JSON object or array")
-    keys = PAYLOAD_KEYS.intersection(obj)
+    keys = [k for k in obj if k in PAYLOAD_KEYS]
     if not keys:
         return parse_records([obj], schema, max_rows)
-    extra = set(obj) - keys - {"params"}
+    extra = set(obj) - set(keys) - {"params"}
     if len(keys) > 1 or extra:
         raise RequestError(
             "malformed_body",
             f"expected exactly one of {', '.join(sorted(PAYLOAD_KEYS))} (and optionally params); "
             f"got {', '.join(sorted(map(str, obj)))}",
         )
-    key = keys.pop()
+    key = keys[0]
     value = obj[key]
     if key == "dataframe_split":
         if type(value) is not dict or "data" not in value:
@@ -385,3 +385,139 @@ def parse_query(params: Iterable[tuple[str, str]], schema: Schema) -> np.ndarray
     _check_names(values.keys(), schema, "query")
     row = [_parse_text_number(values[n], 0, n) for n in schema.names]
     return validate(np.array([row], dtype=np.float64), schema)
+
+
+# --------------------------------------------------------------------------------------------
+# Open Inference Protocol v2 tensors
+
+#: OIP v2 numeric datatypes; BOOL and BYTES tensors are refused as non-numeric.
+TENSOR_FLOAT_TYPES: Final = frozenset({"FP16", "FP32", "FP64"})
+TENSOR_INT_TYPES: Final = frozenset(
+    {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+)
+
+
+def _flatten(data: Any, name: str) -> list[Any]:
+    """Row-major flattening of a (possibly nested) tensor ``data`` array, without recursion."""
+    if type(data) is not list:
+        raise RequestError("malformed_body", f"tensor {name!r}: data must be an array", field=name)
+    if not any(type(v) is list for v in data):
+        return data
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if type(item) is list:
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
+
+
+def _tensor(spec: Any, index: int, max_rows: int) -> tuple[str, list[int], np.ndarray]:
+    """Validate one OIP input tensor; return its name, shape and values as float64 (flat)."""
+    if type(spec) is not dict:
+        raise RequestError("malformed_body", f"inputs[{index}] must be a tensor object")
+    name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
+    if type(name) is not str:
+        raise RequestError("malformed_body", f"inputs[{index}].name must be a string")
+    if type(shape) is not list or not shape or not all(type(d) is int and d >= 0 for d in shape):
+        raise RequestError(
+            "malformed_body", f"tensor {name!r}: shape must be a list of sizes", field=name
+        )
+    if type(datatype) is not str:
+        raise RequestError("malformed_body", f"tensor {name!r}: datatype is missing", field=name)
+    if datatype not in TENSOR_FLOAT_TYPES and datatype not in TENSOR_INT_TYPES:
+        raise RequestError(
+            "non_numeric",
+            f"tensor {name!r}: datatype {_describe(datatype)} is not numeric; use FP64, FP32 "
+            "or an INT/UINT type",
+            field=name,
+        )
+    _check_count(shape[0], max_rows)
+    size = 1
+    for d in shape:
+        size *= d
+    if size > max_rows * 1024:  # no tensor of ours is that wide: refuse before flattening
+        raise RequestError(
+            "malformed_body", f"tensor {name!r}: shape {shape} is too large", field=name
+        )
+    flat = _flatten(spec.get("data"), name)
+    if len(flat) != size:
+        raise RequestError(
+            "malformed_body",
+            f"tensor {name!r}: shape {shape} needs {size} values, data has {len(flat)}",
+            field=name,
+        )
+    integer = datatype in TENSOR_INT_TYPES
+    for i, v in enumerate(flat):
+        t = type(v)
+        if t is not int and (integer or t is not float):
+            raise RequestError(
+                "non_numeric",
+                f"tensor {name!r}: element {i} must be {'an integer' if integer else 'a number'}"
+                f" for {datatype}, got {_describe(v)}",
+                field=name,
+            )
+    try:
+        values = np.array(flat, dtype=np.float64)
+    except OverflowError:
+        raise RequestError(
+            "non_finite", f"tensor {name!r}: a value is too large", field=name
+        ) from None
+    return name, shape, values
+
+
+def parse_tensors(inputs: Any, schema: Schema, max_rows: int) -> np.ndarray:
+    """OIP v2 ``inputs``: one ``[N, n_features]`` tensor, or one ``[N]``/``[N, 1]`` per feature.
+
+    A single tensor whose name is not a feature name is the matrix form (its name is free, e.g.
+    ``input-0``); otherwise every tensor must be named after a feature.
+    """
+    if type(inputs) is not list or not inputs:
+        raise RequestError("malformed_body", "inputs must be a non-empty array of tensors")
+    if len(inputs) == 1 and not (
+        type(inputs[0]) is dict and inputs[0].get("name") in schema.name_set
+    ):
+        name, shape, values = _tensor(inputs[0], 0, max_rows)
+        if len(shape) != 2:
+            raise RequestError(
+                "wrong_width",
+                f"tensor {name!r}: shape {shape} must be [rows, {schema.width}]",
+                field=name,
+            )
+        if shape[1] != schema.width:
+            raise RequestError(
+                "wrong_width",
+                f"tensor {name!r} has {shape[1]} columns; expected {schema.width} "
+                f"({', '.join(schema.names)})",
+                field=name,
+            )
+        return validate(values.reshape(shape), schema)
+    columns: dict[str, np.ndarray] = {}
+    n_rows: int | None = None
+    for i, spec in enumerate(inputs):
+        name, shape, values = _tensor(spec, i, max_rows)
+        if name in columns:
+            raise RequestError("malformed_body", f"tensor {name!r} is given twice", field=name)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise RequestError(
+                "wrong_width",
+                f"tensor {name!r}: shape {shape} must be [rows] or [rows, 1]",
+                field=name,
+            )
+        if n_rows is not None and shape[0] != n_rows:
+            raise RequestError(
+                "malformed_body",
+                "all feature tensors must have the same number of rows",
+                field=name,
+            )
+        n_rows = shape[0]
+        columns[name] = values
+    _check_names(columns.keys(), schema, "inputs")
+    x = np.empty((n_rows or 0, schema.width), dtype=np.float64)
+    for j, name in enumerate(schema.names):
+        x[:, j] = columns[name]
+    return validate(x, schema)

@@ -1,0 +1,531 @@
+"""``/openapi.json`` (OpenAPI 3.1, every route) and ``/docs`` (plain HTML, no external assets).
+
+Both documents are rendered once when the blueprint is registered: the model list and
+feature names are fixed for the life of the process.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Final
+
+import orjson
+from flask import Blueprint, Response, current_app
+from flask.blueprints import BlueprintSetupState
+
+from model_server import __version__
+from model_server.api.common import EXTENSION_KEY, ServerState, endpoint_label, json_response
+from model_server.core.errors import ERROR_CODES
+from model_server.core.parsing import TENSOR_FLOAT_TYPES, TENSOR_INT_TYPES
+
+bp = Blueprint("docs", __name__)
+_DOCS_KEY: Final = "modelfleet.docs"
+TENSOR_DATATYPES: Final = sorted(TENSOR_FLOAT_TYPES | TENSOR_INT_TYPES)
+
+
+@bp.record_once
+def _render(setup: BlueprintSetupState) -> None:
+    app = setup.app
+    spec = build_spec(app.extensions[EXTENSION_KEY])
+    app.extensions[_DOCS_KEY] = (spec, render_html(spec).encode())
+
+
+@bp.get("/openapi.json")
+@endpoint_label("metadata")
+def openapi() -> Response:
+    """The OpenAPI document."""
+    return json_response(current_app.extensions[_DOCS_KEY][0])
+
+
+@bp.get("/docs")
+@endpoint_label("metadata")
+def docs() -> Response:
+    """Human-readable API documentation generated from the OpenAPI document."""
+    return Response(current_app.extensions[_DOCS_KEY][1], mimetype="text/html")
+
+
+# --------------------------------------------------------------------------------------------
+# The specification
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "Malformed body (invalid JSON or CSV, or a shape no route accepts)",
+        404: "Unknown model",
+        413: "Too many rows or body too large",
+        415: "Unsupported Content-Type",
+        422: "Invalid input: missing/unknown feature, non-numeric, non-finite, out of range, "
+        "wrong width, empty batch",
+        503: "Model failed verification (server not ready)",
+    }
+    return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
+
+
+def build_spec(st: ServerState) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for this server and its loaded models."""
+    registry = st.registry
+    names = sorted(registry.models) or [registry.default_model]
+    name_param = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "Model name",
+        "schema": {"type": "string", "enum": names},
+    }
+    default = registry.models.get(registry.default_model)
+    default_features = list(default.bundle.schema.names) if default else []
+    number = {"type": "number"}
+    record = {
+        "type": "object",
+        "description": "One row: every feature of the model, by name",
+        "additionalProperties": number,
+    }
+    row = {"type": "array", "items": number, "description": "One row in feature order"}
+    batch = {"type": "array", "minItems": 1, "items": {"oneOf": [record, row]}}
+    columns = {
+        "type": "object",
+        "description": "Columnar input: feature -> values",
+        "additionalProperties": {"type": "array", "items": number},
+    }
+    json_payload = {
+        "oneOf": [
+            record,
+            batch,
+            {
+                "type": "object",
+                "required": ["instances"],
+                "properties": {"instances": {"oneOf": [batch, columns]}, "params": {}},
+            },
+            {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {"inputs": {"oneOf": [columns, batch]}, "params": {}},
+            },
+            {
+                "type": "object",
+                "required": ["dataframe_split"],
+                "properties": {
+                    "dataframe_split": {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {
+                            "columns": {"type": "array", "items": {"type": "string"}},
+                            "data": {"type": "array", "items": row},
+                            "index": {"type": "array"},
+                        },
+                    },
+                    "params": {},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["dataframe_records"],
+                "properties": {
+                    "dataframe_records": {"type": "array", "items": record},
+                    "params": {},
+                },
+            },
+        ]
+    }
+    csv_body = {"type": "string", "description": "CSV rows (feature order) with optional header"}
+    predictions = {
+        "type": "array",
+        "items": {"oneOf": [{"type": "string"}, number]},
+        "description": "Answer label per row (classifiers, e.g. yes/no) or value (regression)",
+    }
+    tensor = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": TENSOR_DATATYPES},
+            "data": {"type": "array"},
+            "parameters": {"type": "object"},
+        },
+    }
+    status_body = {"type": "object", "properties": {"status": {"type": "string"}}}
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string", "enum": list(ERROR_CODES)},
+                        "message": {"type": "string"},
+                        "field": {"type": "string"},
+                    },
+                }
+            },
+        },
+        "PlumberAnswer": {
+            "type": "object",
+            "required": ["Answer"],
+            "properties": {"Answer": predictions},
+            "description": "Classifiers answer a label; regression a value rounded to 4 places",
+        },
+        "PredictRequest": json_payload,
+        "PredictResponse": {
+            "type": "object",
+            "required": ["model", "version", "predictions"],
+            "properties": {
+                "model": {"type": "string"},
+                "version": {"type": "string"},
+                "predictions": predictions,
+                "probabilities": {
+                    "type": "array",
+                    "items": number,
+                    "description": "Classifiers only: probability of the positive class per row",
+                },
+            },
+        },
+        "InvocationsResponse": {
+            "type": "object",
+            "required": ["predictions"],
+            "properties": {"predictions": predictions},
+        },
+        "ModelSummary": {
+            "type": "object",
+            "required": ["name", "version", "task", "features", "sha256"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "task": {"type": "string", "enum": ["classification", "regression"]},
+                "features": {"type": "array", "items": {"type": "string"}},
+                "sha256": {"type": "string"},
+            },
+        },
+        "ModelList": {
+            "type": "object",
+            "required": ["default_model", "models"],
+            "properties": {
+                "default_model": {"type": "string"},
+                "models": {"type": "array", "items": _ref("ModelSummary")},
+                "failed_models": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "Manifest": {
+            "type": "object",
+            "required": ["name", "version", "task", "features", "artifact", "training_data"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "task": {"type": "string"},
+                "features": {"type": "array", "items": {"type": "object"}},
+                "artifact": {"type": "object"},
+                "training_data": {"type": "object"},
+                "metrics": {"type": "object"},
+                "threshold": number,
+            },
+        },
+        "Ready": {
+            "type": "object",
+            "required": ["status", "models", "default_model"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "not ready"]},
+                "models": {"type": "array", "items": {"type": "string"}},
+                "default_model": {"type": "string"},
+                "failed_models": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "InferRequest": {
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "id": {"type": "string"},
+                "parameters": {"type": "object"},
+                "inputs": {"type": "array", "minItems": 1, "items": tensor},
+                "outputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": {"type": "string"}},
+                    },
+                },
+            },
+        },
+        "InferResponse": {
+            "type": "object",
+            "required": ["model_name", "model_version", "outputs"],
+            "properties": {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "id": {"type": "string"},
+                "outputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "datatype", "shape", "data"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "datatype": {"type": "string"},
+                            "shape": {"type": "array", "items": {"type": "integer"}},
+                            "data": {"type": "array"},
+                        },
+                    },
+                },
+            },
+        },
+        "ModelMetadata": {
+            "type": "object",
+            "required": ["name", "versions", "platform", "inputs", "outputs"],
+            "properties": {
+                "name": {"type": "string"},
+                "versions": {"type": "array", "items": {"type": "string"}},
+                "platform": {"type": "string"},
+                "inputs": {"type": "array", "items": {"type": "object"}},
+                "outputs": {"type": "array", "items": {"type": "object"}},
+                "parameters": {"type": "object"},
+            },
+        },
+    }
+    predict_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _ref("PredictRequest")},
+            "text/csv": {"schema": csv_body},
+        },
+    }
+
+    def get(summary: str, tag: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {"get": {"summary": summary, "tags": [tag], "responses": responses, **extra}}
+
+    ok_status = _json(status_body, "OK")
+    not_ready = _json(status_body, "Not ready")
+    paths: dict[str, Any] = {
+        "/predict_data": get(
+            f"Plumber-compatible prediction on the default model ({registry.default_model})",
+            "plumber",
+            {"200": _json(_ref("PlumberAnswer"), "Prediction"), **_errors(400, 422, 503)},
+            parameters=[
+                {"name": f, "in": "query", "required": True, "schema": number}
+                for f in default_features
+            ],
+        ),
+        "/models/{name}/predict_data": get(
+            "Plumber-compatible prediction on any model; one query parameter per feature",
+            "plumber",
+            {"200": _json(_ref("PlumberAnswer"), "Prediction"), **_errors(400, 404, 422, 503)},
+            parameters=[
+                name_param,
+                {
+                    "name": "features",
+                    "in": "query",
+                    "required": True,
+                    "style": "form",
+                    "explode": True,
+                    "schema": {"type": "object", "additionalProperties": number},
+                    "description": "Every feature of the model as name=value",
+                },
+            ],
+        ),
+        "/models": get("List the loaded models", "models", {"200": _json(_ref("ModelList"), "OK")}),
+        "/models/{name}": get(
+            "The model's manifest",
+            "models",
+            {"200": _json(_ref("Manifest"), "Manifest"), **_errors(404, 503)},
+            parameters=[name_param],
+        ),
+        "/models/{name}/predict": {
+            "post": {
+                "summary": "Predict a record, a batch, columns or CSV rows",
+                "tags": ["predict"],
+                "parameters": [name_param],
+                "requestBody": predict_body,
+                "responses": {
+                    "200": _json(_ref("PredictResponse"), "Predictions"),
+                    **_errors(400, 404, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/ping": get("SageMaker health check", "sagemaker", {"200": ok_status, "503": not_ready}),
+        "/invocations": {
+            "post": {
+                "summary": "SageMaker and MLflow scoring (CSV rows or MLflow/plain JSON)",
+                "tags": ["sagemaker", "mlflow"],
+                "parameters": [
+                    {
+                        "name": "X-Amzn-SageMaker-Target-Model",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "enum": names},
+                        "description": f"Model name (default: {registry.default_model})",
+                    }
+                ],
+                "requestBody": predict_body,
+                "responses": {
+                    "200": {
+                        "description": "Predictions (CSV lines if Accept prefers text/csv)",
+                        "content": {
+                            "application/json": {"schema": _ref("InvocationsResponse")},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 404, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/health": get("MLflow health check", "mlflow", {"200": ok_status, "503": not_ready}),
+        "/version": get(
+            "Server version (MLflow route)",
+            "mlflow",
+            {"200": _json({"type": "object", "properties": {"version": {"type": "string"}}}, "OK")},
+        ),
+        "/v2": get(
+            "OIP v2 server metadata",
+            "oip-v2",
+            {"200": _json({"type": "object", "required": ["name", "version"]}, "OK")},
+        ),
+        "/v2/health/live": get(
+            "OIP v2 liveness",
+            "oip-v2",
+            {"200": _json({"type": "object", "properties": {"live": {"type": "boolean"}}}, "OK")},
+        ),
+        "/v2/health/ready": get(
+            "OIP v2 readiness",
+            "oip-v2",
+            {
+                s: _json({"type": "object", "properties": {"ready": {"type": "boolean"}}}, d)
+                for s, d in (("200", "Ready"), ("503", "Not ready"))
+            },
+        ),
+        "/v2/models/{name}": get(
+            "OIP v2 model metadata (tensor specs)",
+            "oip-v2",
+            {"200": _json(_ref("ModelMetadata"), "OK"), **_errors(404, 503)},
+            parameters=[name_param],
+        ),
+        "/v2/models/{name}/ready": get(
+            "OIP v2 model readiness",
+            "oip-v2",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+                    },
+                    "OK",
+                ),
+                **_errors(404, 503),
+            },
+            parameters=[name_param],
+        ),
+        "/v2/models/{name}/infer": {
+            "post": {
+                "summary": "OIP v2 inference on typed tensors",
+                "tags": ["oip-v2"],
+                "parameters": [name_param],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("InferRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("InferResponse"), "Inference result"),
+                    **_errors(400, 404, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/healthz": get("Liveness", "health", {"200": ok_status}),
+        "/readyz": get(
+            "Readiness: every model loaded and verified",
+            "health",
+            {"200": _json(_ref("Ready"), "Ready"), "503": _json(_ref("Ready"), "Not ready")},
+        ),
+        "/metrics": get(
+            "Prometheus metrics (text exposition format)",
+            "health",
+            {
+                "200": {
+                    "description": "OK",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        ),
+        "/openapi.json": get(
+            "This OpenAPI document", "docs", {"200": _json({"type": "object"}, "OK")}
+        ),
+        "/docs": get(
+            "Human-readable API documentation",
+            "docs",
+            {
+                "200": {
+                    "description": "OK",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            },
+        ),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ModelFleet model server",
+            "version": __version__,
+            "description": "scikit-learn models behind plumber, JSON, SageMaker, MLflow and "
+            "Open Inference Protocol v2 APIs. Every error is "
+            '`{"error": {"code", "message", "field"?}}`; every response carries '
+            "`X-Served-By` and echoes `X-Request-ID`.",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# HTML rendering
+
+
+def render_html(spec: dict[str, Any]) -> str:
+    """A self-contained HTML page listing every operation of ``spec``."""
+    e = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{e(spec['info']['title'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "code,pre{background:#f4f4f4;padding:.1em .3em}pre{padding:.6em;overflow:auto}"
+        ".m{display:inline-block;min-width:4em;font-weight:bold}</style></head><body>",
+        f"<h1>{e(spec['info']['title'])} {e(spec['info']['version'])}</h1>",
+        f"<p>{e(spec['info']['description'])}</p>",
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>",
+    ]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            parts.append(
+                f"<h2><span class='m'>{e(method.upper())}</span> <code>{e(path)}</code></h2>"
+            )
+            parts.append(f"<p>{e(op.get('summary', ''))}</p>")
+            params = op.get("parameters", [])
+            if params:
+                parts.append("<ul>")
+                for p in params:
+                    required = " (required)" if p.get("required") else ""
+                    desc = e(p.get("description", ""))
+                    parts.append(
+                        f"<li><code>{e(p['name'])}</code> in {e(p['in'])}{required} {desc}</li>"
+                    )
+                parts.append("</ul>")
+            body = op.get("requestBody")
+            if body:
+                types = ", ".join(body["content"])
+                parts.append(f"<p>Request body: {e(types)}</p>")
+            statuses = ", ".join(
+                f"{code} {r['description']}" for code, r in op["responses"].items()
+            )
+            parts.append(f"<p>Responses: {e(statuses)}</p>")
+    parts.append("<h2>Schemas</h2>")
+    for name, schema in spec["components"]["schemas"].items():
+        text = orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode()
+        parts.append(f"<h3 id='{e(name)}'>{e(name)}</h3><pre>{e(text)}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
