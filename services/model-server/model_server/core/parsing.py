@@ -336,7 +336,7 @@ def parse_csv(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
     except UnicodeDecodeError:
         raise RequestError("malformed_body", "the CSV body is not valid UTF-8") from None
     try:
-        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(row)]
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if any(row)]
     except csv.Error as exc:
         raise RequestError("malformed_body", f"the body is not valid CSV: {exc}") from None
     order: Sequence[str] = schema.names
