@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 from model_server.api.common import EXTENSION_KEY
 
@@ -17,3 +19,6 @@ BOSTON_COLUMNS = ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad
 #: The boston query of the brief: crim=0.01, zn=18, indus=2.3, chas=0, nox=0.5, rm=6, age=65,
 #: dis=4, rad=1, tax=242.
 BOSTON_VALUES = [0.01, 18, 2.3, 0, 0.5, 6, 65, 4, 1, 242]
+
+#: The vendored seed data.
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
