@@ -114,8 +114,10 @@ def _register_hooks(app: Flask) -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
-        state().metrics.request_started()
-        g.in_flight = True
+        # Scrapes are not work: counting them would show every replica busy at scrape time.
+        if request.endpoint != "health.metrics":
+            state().metrics.request_started()
+            g.in_flight = True
 
     @app.after_request
     def finish_request(response: Response) -> Response:
