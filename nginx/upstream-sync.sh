@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs nginx and keeps its upstream equal to the set of healthy model replicas.
+# Runs the load balancer's two nginx tiers and keeps the balancer tier's upstream equal to the
+# set of healthy model replicas.
 #
 # Every UPSTREAM_SYNC_INTERVAL seconds: resolve the compose service name through Docker's DNS,
-# probe each address's readiness endpoint, render the `server` lines, and reload nginx
-# gracefully only when the set changed (a reload closes idle client keep-alive connections).
-# This keeps a static upstream with keep-alive and passive health checks, which a
-# `resolver` + variable proxy_pass would lose.
+# probe each address's readiness endpoint, render the `server` lines, and reload the balancer
+# tier gracefully only when the set changed. This keeps a static upstream with keep-alive and
+# passive health checks, which a `resolver` + variable proxy_pass would lose. The front tier
+# (nginx.conf) is never reloaded, so clients' keep-alive connections are never cut.
 set -uo pipefail
 
 SERVICE="${UPSTREAM_SERVICE:-model}"
@@ -50,18 +51,24 @@ render() {
 
 render >"$CONF"
 log "initial upstream: $(grep -c '^server [0-9.]*:'"$PORT" "$CONF") replica(s)"
-nginx -e stderr -g 'daemon off;' &
-nginx_pid=$!
+BALANCER=(nginx -e stderr -c /etc/nginx/balancer.conf)
+"${BALANCER[@]}" -g 'daemon off;' &
+balancer_pid=$!
+nginx -e stderr -c /etc/nginx/nginx.conf -g 'daemon off;' &
+front_pid=$!
 
 stop() {
   log "stopping nginx gracefully"
-  kill -QUIT "$nginx_pid" 2>/dev/null
-  wait "$nginx_pid"
+  # Front first: it stops accepting and finishes its requests, which need the balancer.
+  kill -QUIT "$front_pid" 2>/dev/null
+  wait "$front_pid"
+  kill -QUIT "$balancer_pid" 2>/dev/null
+  wait "$balancer_pid"
   exit 0
 }
 trap stop TERM INT QUIT
 
-while kill -0 "$nginx_pid" 2>/dev/null; do
+while kill -0 "$front_pid" 2>/dev/null && kill -0 "$balancer_pid" 2>/dev/null; do
   sleep "$INTERVAL" &
   wait $!
   new="$(render)"
@@ -69,8 +76,8 @@ while kill -0 "$nginx_pid" 2>/dev/null; do
     printf '%s\n' "$new" >"$CONF.new"
     cp "$CONF" "$CONF.old"
     mv "$CONF.new" "$CONF"
-    if nginx -e stderr -t -q 2>/dev/null; then
-      nginx -e stderr -s reload
+    if "${BALANCER[@]}" -t -q 2>/dev/null; then
+      "${BALANCER[@]}" -s reload
       log "upstream now: $(echo $new | sed 's/ max_fails=[^;]*;/;/g')"
     else
       mv "$CONF.old" "$CONF"
@@ -78,4 +85,7 @@ while kill -0 "$nginx_pid" 2>/dev/null; do
     fi
   fi
 done
-wait "$nginx_pid"
+# One tier died: exit non-zero so the restart policy replaces the container.
+log "an nginx tier exited; stopping"
+kill -QUIT "$front_pid" "$balancer_pid" 2>/dev/null
+exit 1
