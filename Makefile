@@ -92,7 +92,7 @@ models: venv ## Train the model bundles into ./models
 .PHONY: serve
 serve: models ## Run one model server on 127.0.0.1:8000 without Docker
 	cd services/model-server && PROMETHEUS_MULTIPROC_DIR= MODELFLEET_MODEL_DIR=../../models \
-	  MODELFLEET_PORT=8000 MODELFLEET_BIND=127.0.0.1 ../../$(VENV)/bin/gunicorn -c gunicorn.conf.py \
+	  ../../$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8000 \
 	  'model_server.app:create_app()'
 
 # ---- checks -------------------------------------------------------------------------------------

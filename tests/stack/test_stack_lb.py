@@ -31,9 +31,7 @@ def test_request_id_is_generated_when_absent_and_kept_when_sent(
 ) -> None:
     generated = http.get(stack.lb_url + PLUMBER_PATH, timeout=5).headers["X-Request-ID"]
     assert len(generated) == 32
-    sent = http.get(
-        stack.lb_url + PLUMBER_PATH, headers={"X-Request-ID": "test-req-42"}, timeout=5
-    )
+    sent = http.get(stack.lb_url + PLUMBER_PATH, headers={"X-Request-ID": "test-req-42"}, timeout=5)
     assert sent.headers["X-Request-ID"] == "test-req-42"
 
 
