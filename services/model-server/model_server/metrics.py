@@ -17,6 +17,10 @@ modelfleet_workers                                   gauge     livesum: live wor
 modelfleet_model_info                                gauge     model, version, sha256; 1 (livemax)
 modelfleet_model_ready                               gauge     model; 1/0 (livemin over workers)
 modelfleet_replica_info                              gauge     replica; 1 (livemax)
+modelfleet_container_cpu_seconds_total               counter   CPU time of the replica's container
+modelfleet_container_memory_working_set_bytes        gauge     its memory, less reclaimable cache
+modelfleet_container_memory_limit_bytes              gauge     its memory limit (absent: none)
+modelfleet_container_cpu_limit_cores                 gauge     its CPU limit (absent: none)
 ===================================================  ========  =====================================
 
 Label values are bounded: ``model`` is a loaded model's name or ``none``; ``endpoint`` is one
@@ -32,6 +36,7 @@ tests, ``make serve``) the metrics live in an ordinary in-process registry.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Final
@@ -45,7 +50,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from model_server.core.errors import ERROR_CODES
 
@@ -162,6 +169,7 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._local_in_flight = 0  # this process only, to derive busy_workers
+        self.container = ContainerCollector()
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -241,9 +249,103 @@ class Metrics:
         if self.multiprocess_dir:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self.multiprocess_dir)
+            registry.register(self.container)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         assert self.registry is not None
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        container = CollectorRegistry()
+        container.register(self.container)
+        return generate_latest(self.registry) + generate_latest(container), CONTENT_TYPE_LATEST
+
+
+class ContainerCollector(Collector):
+    """CPU and memory of this replica's container, read from its own cgroup at scrape time.
+
+    Why not cAdvisor: it needs the Docker socket or the host's /sys and /var/lib/docker
+    mounted into a privileged container, which would undo the stack's "nothing privileged"
+    default. Every container already sees its own cgroup (v1 or v2) read-only, and reading
+    four small files per scrape (never per request) costs microseconds. The identity label
+    comes from ``modelfleet_replica_info`` like every other per-replica series.
+    """
+
+    def __init__(self, root: str = "/sys/fs/cgroup") -> None:
+        self.root = root
+        self.v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
+
+    def _read(self, *parts: str) -> str | None:
+        try:
+            with open(os.path.join(self.root, *parts)) as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def _stat(self, *parts: str) -> dict[str, int]:
+        text = self._read(*parts) or ""
+        pairs = (line.split() for line in text.splitlines())
+        return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].isdigit()}
+
+    def _cpu_seconds(self) -> float | None:
+        if self.v2:
+            usec = self._stat("cpu.stat").get("usage_usec")
+            return None if usec is None else usec / 1e6
+        ns = self._read("cpuacct", "cpuacct.usage")
+        return None if ns is None else int(ns) / 1e9
+
+    def _memory(self) -> tuple[float | None, float | None]:
+        """(working set, limit) in bytes; the limit is None when unlimited."""
+        if self.v2:
+            usage, limit = self._read("memory.current"), self._read("memory.max")
+            inactive = self._stat("memory.stat").get("inactive_file", 0)
+        else:
+            usage = self._read("memory", "memory.usage_in_bytes")
+            limit = self._read("memory", "memory.limit_in_bytes")
+            inactive = self._stat("memory", "memory.stat").get("total_inactive_file", 0)
+        if usage is None:
+            return None, None
+        # cgroup v1 reports "no limit" as a huge page-aligned number.
+        lim = None if limit is None or limit.strip() == "max" else float(limit)
+        if lim is not None and lim >= 2**60:
+            lim = None
+        return max(int(usage) - inactive, 0), lim
+
+    def _cpu_limit(self) -> float | None:
+        if self.v2:
+            quota, _, period = (self._read("cpu.max") or "max").partition(" ")
+        else:
+            quota = (self._read("cpu", "cpu.cfs_quota_us") or "-1").strip()
+            period = self._read("cpu", "cpu.cfs_period_us") or "0"
+        if quota in ("max", "-1") or not period.strip():
+            return None
+        return int(quota) / int(period)
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the container metrics that this cgroup exposes (none off Linux)."""
+        cpu = self._cpu_seconds()
+        if cpu is not None:
+            yield CounterMetricFamily(
+                "modelfleet_container_cpu_seconds",
+                "CPU time used by this replica's container (all processes).",
+                value=cpu,
+            )
+        working_set, limit = self._memory()
+        if working_set is not None:
+            yield GaugeMetricFamily(
+                "modelfleet_container_memory_working_set_bytes",
+                "Memory of this replica's container, less reclaimable page cache.",
+                value=working_set,
+            )
+        if limit is not None:
+            yield GaugeMetricFamily(
+                "modelfleet_container_memory_limit_bytes",
+                "Memory limit of this replica's container.",
+                value=limit,
+            )
+        cores = self._cpu_limit()
+        if cores is not None:
+            yield GaugeMetricFamily(
+                "modelfleet_container_cpu_limit_cores",
+                "CPU limit of this replica's container, in cores.",
+                value=cores,
+            )
 
 
 def mark_process_dead(pid: int) -> None:
