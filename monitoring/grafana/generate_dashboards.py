@@ -48,12 +48,6 @@ MODEL_VAR = {
     "sort": 1,
 }
 
-# The replica identity for cadvisor series: cadvisor names containers (`<project>-model-<n>`),
-# the model server reports its hostname, which Docker sets to the first 12 hex digits of the
-# container id. cadvisor's `id` label holds the full id (cgroup v1: /docker/<id>; cgroup v2
-# with the systemd driver: /system.slice/docker-<id>.scope).
-CADVISOR_MODEL = 'job="cadvisor", name=~".*-model-[0-9]+"'
-CADVISOR_REPLICA = '"replica", "$1", "id", ".*docker[-/]([0-9a-f]{12})[0-9a-f]*(?:\\\\.scope)?"'
 REPLICA_JOIN = '* on (instance) group_left (replica) modelfleet_replica_info{job="model"}'
 
 
@@ -439,26 +433,36 @@ def replicas():
             "CPU by replica",
             [
                 target(
-                    "label_replace(sum by (name, id) "
-                    f"(rate(container_cpu_usage_seconds_total{{{CADVISOR_MODEL}}}[1m])), "
-                    f"{CADVISOR_REPLICA})",
-                    "{{name}} ({{replica}})",
-                )
+                    'rate(modelfleet_container_cpu_seconds_total{job="model"}[1m]) '
+                    + REPLICA_JOIN,
+                    "{{replica}}",
+                ),
+                target(
+                    'modelfleet_container_cpu_limit_cores{job="model"} ' + REPLICA_JOIN,
+                    "{{replica}} limit",
+                    ref="B",
+                ),
             ],
-            unit="percentunit",
-            description="cadvisor, cores used (1 = one core). name = compose container name.",
+            description="Cores used by each replica's container (1 = one core), read by the "
+            "replica from its own cgroup, and its CPU limit.",
         ),
         timeseries(
             "Memory working set by replica",
             [
                 target(
-                    f"label_replace(container_memory_working_set_bytes{{{CADVISOR_MODEL}}}, "
-                    f"{CADVISOR_REPLICA})",
-                    "{{name}} ({{replica}})",
-                )
+                    'modelfleet_container_memory_working_set_bytes{job="model"} '
+                    + REPLICA_JOIN,
+                    "{{replica}}",
+                ),
+                target(
+                    'modelfleet_container_memory_limit_bytes{job="model"} ' + REPLICA_JOIN,
+                    "{{replica}} limit",
+                    ref="B",
+                ),
             ],
             unit="bytes",
-            description="cadvisor; what the kernel's OOM killer looks at.",
+            description="Memory the kernel cannot reclaim (what the OOM killer looks at), "
+            "and the container's limit.",
         ),
     ]
     return dashboard(

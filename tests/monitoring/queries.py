@@ -61,7 +61,6 @@ ALERT_METRICS = frozenset({"ALERTS", "ALERTS_FOR_STATE"})
 JOB_BY_PREFIX = {
     "modelfleet_": "model",
     "nginx_": "nginx",
-    "container_": "cadvisor",
     "prometheus_": "prometheus",
 }
 

@@ -48,7 +48,7 @@ def test_metric_names_used_excludes_recording_rules_and_covers_the_contract():
         "modelfleet_request_duration_seconds_bucket",
         "modelfleet_replica_info",
         "nginx_up",
-        "container_memory_working_set_bytes",
+        "modelfleet_container_memory_working_set_bytes",
         "up",
     ):
         assert name in used
