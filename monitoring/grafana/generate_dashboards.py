@@ -433,8 +433,7 @@ def replicas():
             "CPU by replica",
             [
                 target(
-                    'rate(modelfleet_container_cpu_seconds_total{job="model"}[1m]) '
-                    + REPLICA_JOIN,
+                    'rate(modelfleet_container_cpu_seconds_total{job="model"}[1m]) ' + REPLICA_JOIN,
                     "{{replica}}",
                 ),
                 target(
@@ -450,8 +449,7 @@ def replicas():
             "Memory working set by replica",
             [
                 target(
-                    'modelfleet_container_memory_working_set_bytes{job="model"} '
-                    + REPLICA_JOIN,
+                    'modelfleet_container_memory_working_set_bytes{job="model"} ' + REPLICA_JOIN,
                     "{{replica}}",
                 ),
                 target(
