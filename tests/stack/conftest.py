@@ -52,6 +52,10 @@ def stack() -> Iterator[Stack]:
         "LB_PORT": os.environ.get("MODELFLEET_TEST_LB_PORT", "18080"),
         "PROMETHEUS_PORT": os.environ.get("MODELFLEET_TEST_PROMETHEUS_PORT", "19090"),
         "REPLICAS": "3",
+        # Short intervals keep the live alert test short (see test_stack_monitoring.py).
+        "PROMETHEUS_SCRAPE_INTERVAL": "2s",
+        "PROMETHEUS_SCRAPE_TIMEOUT": "2s",
+        "PROMETHEUS_EVALUATION_INTERVAL": "2s",
     }
     st = Stack(ROOT, env)
     st.compose("down", "-v", "--remove-orphans", check=False)

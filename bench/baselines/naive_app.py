@@ -1,0 +1,78 @@
+"""Baseline 2 for ``make bench``: the naive port of the plumber API.
+
+This is how an R plumber API is usually ported to Python: train at start-up from the CSV with
+pandas, then per request build a pandas DataFrame from the query string or the JSON/CSV body
+and call ``predict_proba``/``predict`` on it, answering with Flask's ``jsonify``. It serves the
+same models as the model server (same data, same estimators and hyper-parameters as
+``model_server.train``), so both answer the same, and the bench compares what each costs per
+request (target: the model server >= 3x this app's single-row throughput).
+
+Routes (the model server's): ``GET /predict_data?pregnant=..&glucose=..&pressure=..`` and
+``POST /models/<diabetes|boston>/predict`` with JSON records (one object or a list) or CSV
+with a header line.
+
+Run: ``gunicorn -c services/model-server/gunicorn.conf.py --pythonpath bench/baselines
+naive_app:app`` with ``BENCH_DATA_DIR`` pointing at the vendored ``data/`` (bench/run.py does
+this).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from flask import Flask, Response, jsonify, request
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
+DIABETES = ["pregnant", "glucose", "pressure"]
+BOSTON = ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax"]
+
+
+def _train() -> dict[str, tuple[object, list[str]]]:
+    pima = pd.read_csv(DATA_DIR / "pima_indians_diabetes.csv")
+    diabetes = LogisticRegression(C=np.inf, max_iter=10_000, tol=1e-10)
+    diabetes.fit(pima[DIABETES], pima["diabetes"])
+    boston_df = pd.read_csv(DATA_DIR / "boston_housing.csv")
+    boston = LinearRegression().fit(boston_df[BOSTON].iloc[:400], boston_df["medv"].iloc[:400])
+    return {"diabetes": (diabetes, DIABETES), "boston": (boston, BOSTON)}
+
+
+MODELS = _train()
+app = Flask(__name__, static_folder=None)
+
+
+def _answer(name: str, df: pd.DataFrame) -> list[object]:
+    model, features = MODELS[name]
+    df = df[features].astype(float)
+    if name == "diabetes":
+        proba = model.predict_proba(df)[:, 1]  # classes_ = ["neg", "pos"]
+        return ["yes" if p >= 0.5 else "no" for p in proba]
+    return model.predict(df).tolist()
+
+
+@app.get("/predict_data")
+def predict_data() -> Response:
+    """Plumber style: one row from the query string."""
+    df = pd.DataFrame([request.args.to_dict()])
+    return jsonify({"Answer": _answer("diabetes", df)})
+
+
+@app.post("/models/<name>/predict")
+def predict(name: str) -> Response:
+    """JSON records (an object or a list of objects) or CSV with a header line."""
+    if request.mimetype == "text/csv":
+        df = pd.read_csv(io.BytesIO(request.get_data()))
+    else:
+        body = request.get_json()
+        df = pd.DataFrame(body if isinstance(body, list) else [body])
+    return jsonify({"model": name, "predictions": _answer(name, df)})
+
+
+@app.get("/readyz")
+def readyz() -> Response:
+    """Readiness, for the bench driver."""
+    return jsonify({"status": "ready"})
