@@ -83,6 +83,15 @@ ps: ## Show the stack's containers
 logs: ## Follow the stack's logs
 	$(COMPOSE) logs -f --tail=100
 
+.PHONY: dashboards
+dashboards: ## Start Grafana (profile dashboards; pulls grafana/grafana, needs a registry)
+	@mkdir -p build
+	@# A random admin password, created once, kept out of git (build/ is ignored).
+	@[ -s build/grafana-admin-password ] || \
+	  (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > build/grafana-admin-password)
+	$(COMPOSE) --profile dashboards up -d --wait grafana
+	@echo "  Grafana  http://$$($(COMPOSE) port grafana 3000)  (admin password: build/grafana-admin-password)"
+
 # ---- development -------------------------------------------------------------------------------
 
 .PHONY: models
