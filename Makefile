@@ -116,7 +116,7 @@ test-unit: venv ## Unit and property tests of the model server and monitoring fi
 	$(VENV)/bin/pytest -m "not stack"
 
 .PHONY: test-stack
-test-stack: build ## Stack tests: start a real compose stack (own project and ports) and test it
+test-stack: build loadgen-image ## Stack tests: start a real compose stack (own project and ports) and test it
 	$(VENV)/bin/pytest -m stack
 
 .PHONY: test
@@ -125,3 +125,50 @@ test: lint test-unit test-stack ## Every test: lint, unit, the Docker stack
 .PHONY: clean
 clean: ## Remove the tool environment, wheelhouse, trained models and reports
 	rm -rf $(VENV) build models reports .pytest_cache .ruff_cache .hypothesis
+
+# ---- load testing and scaling -----------------------------------------------------------------
+# Locust (services/loadgen/) in its own image, built like the others from a hash-locked
+# wheelhouse. Load settings (LOAD_USERS, LOAD_SPAWN_RATE, LOAD_SECONDS, LOAD_WAIT_MIN/MAX,
+# LOAD_MAX_REQUESTS, LOCUST_PORT) default in compose.yaml; thresholds in the locustfile.
+LOADGEN_LOCK       := services/loadgen/requirements.lock
+LOADGEN_WHEELHOUSE := build/wheelhouse-loadgen
+# Subdirectory of reports/ that `make load` writes (the scaling report uses its own).
+LOAD_OUT ?= load
+# The load generator never runs as root: it runs as the invoking user, so the reports are
+# theirs; when make itself runs as root, as the image's own uid 10002, which is then given the
+# report directory.
+LOADGEN_USER ?= $(if $(filter 0,$(shell id -u)),10002:10002,$(shell id -u):$(shell id -g))
+
+.PHONY: lock-loadgen
+lock-loadgen: venv ## Re-lock the load generator's dependencies with hashes (needs PyPI)
+	$(PIP) install -q uv==0.13.9
+	cd services/loadgen && ../../$(VENV)/bin/uv pip compile requirements.in -q --no-header \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+
+$(LOADGEN_WHEELHOUSE)/.complete: $(LOADGEN_LOCK) | $(VENV)/.installed
+	rm -rf $(LOADGEN_WHEELHOUSE)
+	@# Same platform tags as the model server's wheelhouse (see $(WHEELHOUSE)/.complete).
+	$(PIP) download -q --require-hashes -r $(LOADGEN_LOCK) -d $(LOADGEN_WHEELHOUSE) \
+	  --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform any
+	touch $@
+
+.PHONY: wheels-loadgen
+wheels-loadgen: $(LOADGEN_WHEELHOUSE)/.complete ## Download Locust's locked wheels into build/wheelhouse-loadgen
+
+.PHONY: loadgen-image
+loadgen-image: venv base-image wheels-loadgen ## Build the load generator image (modelfleet/loadgen)
+	$(COMPOSE) --profile loadtest build loadgen
+
+.PHONY: load
+load: loadgen-image ## Bounded headless load on the running stack; summary, reports/load/ (LOAD_USERS=20 LOAD_SECONDS=30)
+	@$(COMPOSE) ps --status running -q lb | grep -q . \
+	  || { echo "load: the stack's load balancer is not running: make up first" >&2; exit 1; }
+	mkdir -p reports/$(LOAD_OUT)
+	$(if $(filter 10002:10002,$(LOADGEN_USER)),chown -R 10002:10002 reports/$(LOAD_OUT))
+	LOADGEN_USER=$(LOADGEN_USER) $(COMPOSE) --profile loadtest run --rm --no-deps \
+	  -e LOADGEN_SUMMARY=/reports/$(LOAD_OUT)/summary.json loadgen \
+	  --headless --only-summary --csv /reports/$(LOAD_OUT)/locust \
+	  --html /reports/$(LOAD_OUT)/locust.html --json-file /reports/$(LOAD_OUT)/locust
+	@echo "reports: reports/$(LOAD_OUT)/ (locust.html, locust_*.csv, summary.json)"
