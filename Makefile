@@ -172,3 +172,9 @@ load: loadgen-image ## Bounded headless load on the running stack; summary, repo
 	  --headless --only-summary --csv /reports/$(LOAD_OUT)/locust \
 	  --html /reports/$(LOAD_OUT)/locust.html --json-file /reports/$(LOAD_OUT)/locust
 	@echo "reports: reports/$(LOAD_OUT)/ (locust.html, locust_*.csv, summary.json)"
+
+.PHONY: scaling-report
+scaling-report: build loadgen-image ## Same bounded load on 1-4 capped replicas (own project); reports/scaling/
+	@# SCALING_REPLICAS ("1 2 3 4"), SCALING_MODEL_CPUS (0.25), SCALING_WORKERS (1),
+	@# SCALING_USERS (20), SCALING_SECONDS (20): defaults and meaning in the script's docstring.
+	$(PY) scripts/scaling_report.py run
