@@ -9,7 +9,7 @@ Importable by any test tier (no pytest dependency; PyYAML for the rule files):
   defined in monitoring/prometheus/rules/ excluded, since they are produced, not scraped);
 - ``exporter_job(name)``: which scrape job is expected to expose a metric name (``None`` for
   series Prometheus writes itself, such as ``up``);
-- ``documented_metric_names()``: the metric names tabulated in monitoring/README.md.
+- ``documented_metric_names()``: the metric names tabulated in the main README.md.
 
 The PromQL "parser" is deliberately small: it strips strings, label matchers, ranges and
 grouping clauses, then keeps identifiers that are not functions or keywords. It is exact for
@@ -31,7 +31,7 @@ RULES_DIR = MONITORING / "prometheus" / "rules"
 PROMTOOL_TESTS_DIR = MONITORING / "prometheus" / "tests"
 DASHBOARDS_DIR = MONITORING / "grafana" / "dashboards"
 RUNBOOK = MONITORING / "runbook.md"
-README = MONITORING / "README.md"
+README = REPO / "README.md"
 
 #: What each Grafana variable becomes when a query leaves Grafana. Every dashboard variable is
 #: a regex used as `label=~"$var"` whose "All" value is `.*`; Grafana's built-in intervals get
@@ -239,12 +239,12 @@ def base_metric_name(name: str) -> str:
 
 
 def documented_metric_names() -> set[str]:
-    """Names in the first column of monitoring/README.md's metric tables (in backticks)."""
+    """Names in the first column of README.md's metric tables (in backticks)."""
     names = set()
     in_metrics = False
     for line in README.read_text().splitlines():
-        if line.startswith("## "):
-            in_metrics = line.lower().startswith("## metrics")
+        if line.startswith(("## ", "### ")):
+            in_metrics = line.lower().startswith("### metrics")
         elif in_metrics and line.startswith("| `"):
             names.add(line.split("`")[1])
     return names
