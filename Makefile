@@ -178,3 +178,10 @@ scaling-report: build loadgen-image ## Same bounded load on 1-4 capped replicas 
 	@# SCALING_REPLICAS ("1 2 3 4"), SCALING_MODEL_CPUS (0.25), SCALING_WORKERS (1),
 	@# SCALING_USERS (20), SCALING_SECONDS (20): defaults and meaning in the script's docstring.
 	$(PY) scripts/scaling_report.py run
+
+.PHONY: bench-peers
+bench-peers: models ## Same diabetes model in ModelFleet, BentoML, MLflow (throwaway venvs), measured with wrk; reports/peers/
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }
+	@# BENCH_PEERS_SECONDS (10), BENCH_PEERS_ROUNDS (2), BENCH_PEERS_CONNECTIONS (16),
+	@# BENCH_PEERS_WORKERS (1), BENCH_PEERS_STACK (1): see the script's docstring.
+	$(PY) scripts/bench_peers.py

@@ -420,6 +420,18 @@ class DockerEngine:
         except (OSError, KeyError, ValueError, TypeError):
             return None
 
+    def memory_bytes(self, container: str) -> float | None:
+        """Working set: memory usage less reclaimable page cache (what `docker stats` shows)."""
+        try:
+            mem = self._get(f"/containers/{container}/stats?stream=false&one-shot=true")[
+                "memory_stats"
+            ]
+            stats = mem.get("stats", {})
+            cache = stats.get("inactive_file", stats.get("total_inactive_file", 0))
+            return float(mem["usage"] - cache)
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
+
 
 class CpuSampler(threading.Thread):
     """Samples containers' CPU time every `interval` s; cores = delta CPU / delta time.

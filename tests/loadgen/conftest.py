@@ -36,3 +36,8 @@ def scaling() -> ModuleType:
 def recorded() -> dict[str, Any]:
     """A real `make scaling-report` run on a 2-core machine (results.json, trimmed)."""
     return json.loads((DATA / "scaling_results.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def peers() -> ModuleType:
+    return load_script("bench_peers")
