@@ -57,6 +57,15 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+def readiness_response() -> Response:
+    """``{"status": "ok"}`` with 200 once every model is loaded and verified, else 503.
+
+    The health answer of the SageMaker (``/ping``) and MLflow (``/health``) contracts.
+    """
+    ready = state().registry.ready
+    return json_response({"status": "ok" if ready else "not ready"}, 200 if ready else 503)
+
+
 def error_response(exc: RequestError) -> Response:
     """The standard error body for ``exc`` with its HTTP status."""
     return json_response(exc.to_dict(), exc.status)

@@ -19,7 +19,7 @@ import numpy as np
 from flask import Blueprint, Response
 
 from model_server import __version__
-from model_server.api.common import endpoint_label, json_response, state
+from model_server.api.common import endpoint_label, json_response, readiness_response
 from model_server.core.parsing import decode_json, parse_json_payload
 from model_server.core.predict import Prediction
 from model_server.core.schema import Schema
@@ -41,8 +41,7 @@ def format_response(result: Prediction) -> dict[str, Any]:
 @endpoint_label("health")
 def health() -> Response:
     """MLflow's health route: 200 when ready, 503 otherwise."""
-    ready = state().registry.ready
-    return json_response({"status": "ok" if ready else "not ready"}, 200 if ready else 503)
+    return readiness_response()
 
 
 @bp.get("/version")

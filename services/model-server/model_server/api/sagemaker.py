@@ -20,6 +20,7 @@ from model_server.api.common import (
     get_model,
     json_response,
     predict,
+    readiness_response,
     require_mimetype,
     state,
 )
@@ -33,8 +34,7 @@ TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 @endpoint_label("health")
 def ping() -> Response:
     """SageMaker health check: 200 once every model is loaded and verified, else 503."""
-    ready = state().registry.ready
-    return json_response({"status": "ok" if ready else "not ready"}, 200 if ready else 503)
+    return readiness_response()
 
 
 @bp.post("/invocations")
