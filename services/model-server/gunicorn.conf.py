@@ -7,6 +7,7 @@ truth for configuration.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -67,6 +68,21 @@ else:
     accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+
+
+def post_worker_init(worker: object) -> None:
+    """Take the loaded app (modules, models) out of the garbage collector's sight.
+
+    A worker holds about 160,000 GC-tracked objects once numpy, scipy, scikit-learn and the
+    models are loaded, and every full collection walks all of them: about 100 ms, measured.
+    Batch requests allocate thousands of short-lived lists, which trigger full collections
+    every few requests: 10,000-row predictions averaged 16 ms instead of 5.5 ms, with 100 ms
+    outliers at p90. ``gc.freeze()`` (after one last collection, so no garbage is kept) moves
+    everything alive now into a permanent generation that collections skip; objects created
+    by requests are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def child_exit(server: object, worker: object) -> None:

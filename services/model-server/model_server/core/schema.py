@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,13 @@ class Schema:
     highs: np.ndarray = field(init=False, repr=False)
     # Column indices that have an ``allowed`` set, with that set as an array.
     categorical: tuple[tuple[int, np.ndarray], ...] = field(init=False, repr=False)
+    # ``itemgetter(*names)``: a record's values in feature order, in C (width >= 2 only).
+    getter: Any = field(init=False, repr=False, compare=False)
+    # For ``row_ok``: (low, high) per column as Python floats, and the categorical sets.
+    _bounds: tuple[tuple[float, float], ...] = field(init=False, repr=False, compare=False)
+    _allowed: tuple[tuple[int, frozenset[float]], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         names = tuple(f.name for f in self.features)
@@ -82,6 +91,35 @@ class Schema:
                 if f.allowed is not None
             ),
         )
+        object.__setattr__(self, "getter", itemgetter(*names) if len(names) > 1 else None)
+        bounds = tuple((f.min, f.max) for f in self.features)
+        # Finite bounds make "lo <= v <= hi" imply a finite v (NaN fails every comparison).
+        finite = all(math.isfinite(b) for pair in bounds for b in pair)
+        object.__setattr__(self, "_bounds", bounds if finite else ())
+        object.__setattr__(
+            self,
+            "_allowed",
+            tuple(
+                (i, frozenset(f.allowed))
+                for i, f in enumerate(self.features)
+                if f.allowed is not None
+            ),
+        )
+
+    def row_ok(self, row: Sequence[float]) -> bool:
+        """True if one row (feature order) is finite, inside every range and allowed set.
+
+        A pure-Python check for single-row requests, where numpy's per-call overhead is larger
+        than the work. ``False`` means "not proven valid": the caller then runs the full
+        vectorised check, which also names the offending cell.
+        """
+        bounds = self._bounds
+        if len(row) != len(bounds):  # also: no fast path when a bound is infinite
+            return False
+        for v, (lo, hi) in zip(row, bounds, strict=True):
+            if not lo <= v <= hi:
+                return False
+        return all(row[c] in allowed for c, allowed in self._allowed)
 
     @property
     def width(self) -> int:
