@@ -162,8 +162,10 @@ def scenarios() -> list[Scenario]:
         ("boston", "boston_housing.csv", BOSTON),
     ):
         rows = _data_rows(file, features, BATCH_ROWS)
+        arrays = [[r[k] for k in features] for r in rows]
         for fmt, body, ctype in (
             ("json", json.dumps(rows, separators=(",", ":")).encode(), "application/json"),
+            ("rows", json.dumps(arrays, separators=(",", ":")).encode(), "application/json"),
             ("csv", _csv_body(rows, features), "text/csv"),
         ):
             out.append(
@@ -317,8 +319,36 @@ def check_scenario(sc: Scenario, urls: dict[str, str]) -> None:
             raise SystemExit(f"bench: {sc.name}: the server and the naive port disagree")
 
 
-def run_wrk(url: str, sc: Scenario, args: argparse.Namespace, duration: int) -> dict[str, Any]:
-    """One wrk run; returns its summary (requests/s, latency percentiles in ms, errors)."""
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) of a gunicorn master and its workers, dead ones included.
+
+    Read from /proc: the CPU a server spends per request is far less sensitive to other load
+    on the machine than requests/s, so the report carries both.
+    """
+    if pid is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(p: int | str, children: bool) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        # After the command: state is field 3; utime, stime, cutime, cstime are 14-17.
+        own = int(fields[11]) + int(fields[12])
+        return (own + (int(fields[13]) + int(fields[14]) if children else 0)) / tick
+
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return stat(pid, True) + sum(stat(k, False) for k in kids)
+
+
+def run_wrk(
+    url: str, sc: Scenario, args: argparse.Namespace, duration: int, pid: int | None = None
+) -> dict[str, Any]:
+    """One wrk run: requests/s, latency percentiles (ms), errors and server CPU per request."""
     env = {**os.environ, "BENCH_METHOD": sc.method, "BENCH_CONTENT_TYPE": sc.content_type}
     body_file = None
     if sc.body is not None:
@@ -338,9 +368,11 @@ def run_wrk(url: str, sc: Scenario, args: argparse.Namespace, duration: int) -> 
         str(LUA),
         url,
     ]
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=duration + 60, check=False
     )
+    cpu_after = cpu_seconds(pid)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
     if out.returncode != 0 or line is None:
         raise SystemExit(f"bench: wrk failed ({out.returncode}): {out.stderr or out.stdout}")
@@ -350,17 +382,25 @@ def run_wrk(url: str, sc: Scenario, args: argparse.Namespace, duration: int) -> 
         for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
     )
     seconds = raw["duration_us"] / 1e6
+    cpu_us = None
+    if cpu_before is not None and cpu_after is not None and raw["requests"]:
+        cpu_us = (cpu_after - cpu_before) / raw["requests"] * 1e6
     return {
         "rps": raw["requests"] / seconds if seconds else 0.0,
         "p50_ms": raw["latency_p50_us"] / 1000,
         "p99_ms": raw["latency_p99_us"] / 1000,
+        "cpu_us_per_request": cpu_us,
         "errors": errors,
         "raw": raw,
     }
 
 
 def measure(
-    scs: list[Scenario], urls: dict[str, str], args: argparse.Namespace, where: str
+    scs: list[Scenario],
+    urls: dict[str, str],
+    args: argparse.Namespace,
+    where: str,
+    pids: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Warm up, then interleave rounds over every (scenario, app); medians per pair."""
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -371,11 +411,13 @@ def measure(
         run_wrk(urls[app] + sc.path, sc, args, args.warmup)
     for rnd in range(args.rounds):
         for sc, app in pairs:
-            r = run_wrk(urls[app] + sc.path, sc, args, args.duration)
+            r = run_wrk(urls[app] + sc.path, sc, args, args.duration, (pids or {}).get(app))
             runs.setdefault((sc.name, app), []).append(r)
+            cpu = r["cpu_us_per_request"]
             print(
                 f"  [{where} round {rnd + 1}/{args.rounds}] {sc.name:26s} {app:9s} "
                 f"{r['rps']:10.1f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+                + (f"  cpu {cpu:8.1f} us/req" if cpu is not None else "")
                 + (f"  {r['errors']} ERRORS" if r["errors"] else ""),
                 flush=True,
             )
@@ -383,6 +425,7 @@ def measure(
     for sc, app in pairs:
         rs = runs[(sc.name, app)]
         rps = statistics.median(r["rps"] for r in rs)
+        cpus = [r["cpu_us_per_request"] for r in rs if r["cpu_us_per_request"] is not None]
         results.append(
             {
                 "where": where,
@@ -396,6 +439,7 @@ def measure(
                 "rows_per_s": rps * sc.rows,
                 "p50_ms": statistics.median(r["p50_ms"] for r in rs),
                 "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+                "cpu_us_per_request": statistics.median(cpus) if cpus else None,
                 "errors": sum(r["errors"] for r in rs),
                 "valid": all(r["errors"] == 0 for r in rs),
                 "runs": rs,
@@ -475,7 +519,7 @@ def print_table(results: list[dict[str, Any]], cks: list[dict[str, Any]]) -> Non
     by = {(r["where"], r["scenario"], r["app"]): r for r in results}
     head = (
         f"{'where':5s} {'scenario':26s} {'app':9s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} "
-        f"{'rows/s':>11s} {'/constant':>9s} {'/naive':>7s}"
+        f"{'rows/s':>11s} {'/constant':>9s} {'/naive':>7s} {'cpu us/req':>10s}"
     )
     print("\n" + head + "\n" + "-" * len(head))
     for r in results:
@@ -484,10 +528,12 @@ def print_table(results: list[dict[str, Any]], cks: list[dict[str, Any]]) -> Non
         vs_c = f"{r['rps'] / c['rps']:.2f}x" if c and c["rps"] and r["app"] != "constant" else ""
         vs_n = f"{r['rps'] / n['rps']:.2f}x" if n and n["rps"] and r["app"] == "server" else ""
         flag = "" if r["valid"] else "  INVALID: errors"
+        cpu = r["cpu_us_per_request"]
+        cpu_text = f"{cpu:10.1f}" if cpu is not None else f"{'-':>10s}"
         print(
             f"{r['where']:5s} {r['scenario']:26s} {r['app']:9s} {r['rps']:9.1f} "
             f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['rows_per_s']:11,.0f} {vs_c:>9s} "
-            f"{vs_n:>7s}{flag}"
+            f"{vs_n:>7s} {cpu_text}{flag}"
         )
     print("\nTargets (measured, not asserted):")
     for ck in cks:
@@ -595,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         try:
             start_apps(apps, args, logs, args.tmp)
-            results += measure(scs, {a.name: a.url for a in apps}, args, "host")
+            urls = {a.name: a.url for a in apps}
+            pids = {a.name: a.proc.pid for a in apps if a.proc}
+            results += measure(scs, urls, args, "host", pids)
         finally:
             stop_apps(apps)
         lb_scs = [sc for sc in scs if sc.single or sc.name in ("batch diabetes json 10k",)]

@@ -8,8 +8,8 @@ same models as the model server (same data, same estimators and hyper-parameters
 request (target: the model server >= 3x this app's single-row throughput).
 
 Routes (the model server's): ``GET /predict_data?pregnant=..&glucose=..&pressure=..`` and
-``POST /models/<diabetes|boston>/predict`` with JSON records (one object or a list) or CSV
-with a header line.
+``POST /models/<diabetes|boston>/predict`` with JSON records (one object or a list), JSON
+rows in feature order, or CSV with a header line.
 
 Run: ``gunicorn -c services/model-server/gunicorn.conf.py --pythonpath bench/baselines
 naive_app:app`` with ``BENCH_DATA_DIR`` pointing at the vendored ``data/`` (bench/run.py does
@@ -68,7 +68,10 @@ def predict(name: str) -> Response:
         df = pd.read_csv(io.BytesIO(request.get_data()))
     else:
         body = request.get_json()
-        df = pd.DataFrame(body if isinstance(body, list) else [body])
+        if isinstance(body, list) and body and isinstance(body[0], list):
+            df = pd.DataFrame(body, columns=MODELS[name][1])  # rows in feature order
+        else:
+            df = pd.DataFrame(body if isinstance(body, list) else [body])
     return jsonify({"model": name, "predictions": _answer(name, df)})
 
 
