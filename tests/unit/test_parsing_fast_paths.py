@@ -240,3 +240,20 @@ def test_fast_paths_engage_on_clean_batches() -> None:
         assert parsing.parse_records(recs, SCHEMA, MAX_ROWS).shape == (10, 4)
         assert parsing.parse_csv(text.encode(), SCHEMA, MAX_ROWS).shape == (10, 4)
         assert parsing.parse_csv(with_header.encode(), SCHEMA, MAX_ROWS).shape == (10, 4)
+
+
+query_parts = st.sampled_from(
+    ["pregnant=1", "glucose=3", "pressure=1", "a", "a=", "=1", "x=1=2", "", "a=%41", "b=1+2",
+     "pregnant=2", "c=\u00e9", "d=;"]
+)  # fmt: skip
+
+
+@PROPS
+@given(st.lists(query_parts, max_size=6))
+def test_plumber_query_pairs_equal_werkzeug_args(parts: list[str]) -> None:
+    from flask import Flask, request
+    from model_server.api import plumber
+
+    query = "&".join(parts)
+    with Flask(__name__).test_request_context("/predict_data?" + query):
+        assert list(plumber._query_pairs()) == list(request.args.items(multi=True))

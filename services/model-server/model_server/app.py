@@ -26,7 +26,7 @@ from model_server.api.common import (
 )
 from model_server.core.errors import RequestError
 from model_server.core.registry import ModelRegistry
-from model_server.metrics import Metrics
+from model_server.metrics import NO_MODEL, Metrics
 from model_server.settings import Settings
 
 log = logging.getLogger("model_server")
@@ -76,7 +76,8 @@ def create_app(
     for name, model in registry.models.items():
         metrics.init_answers(name, model.predictor.answer_labels)
 
-    app.extensions[EXTENSION_KEY] = ServerState(settings, registry, metrics)
+    server_state = ServerState(settings, registry, metrics)
+    app.extensions[EXTENSION_KEY] = server_state
 
     # One blueprint per protocol; imported here so importing the package builds nothing.
     from model_server.api import docs, health, json_api, mlflow, oip_v2, plumber, sagemaker
@@ -84,7 +85,7 @@ def create_app(
     for module in (health, plumber, json_api, sagemaker, mlflow, oip_v2, docs):
         app.register_blueprint(module.bp)
 
-    _register_hooks(app)
+    _register_hooks(app, server_state)
     _register_error_handlers(app)
     log.info(
         "model server ready=%s models=%s replica=%s pid=%d",
@@ -108,38 +109,49 @@ def _configure_logging(settings: Settings) -> None:
         logger.propagate = False
 
 
-def _register_hooks(app: Flask) -> None:
+def _register_hooks(app: Flask, st: ServerState) -> None:
+    # These run on every request: Flask's context-local proxies (request, g) are resolved once
+    # per hook and the server state is bound here, not looked up through current_app.
+    metrics = st.metrics
+    replica_id = st.settings.replica_id
+    views = app.view_functions
+
     @app.before_request
     def start_request() -> None:
-        g.started = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        ctx = g._get_current_object()  # type: ignore[attr-defined]
+        ctx.started = time.perf_counter()
+        incoming = req.environ.get("HTTP_X_REQUEST_ID", "")  # = headers.get("X-Request-ID")
+        ctx.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
         # Scrapes are not work: counting them would show every replica busy at scrape time.
-        if request.endpoint != "health.metrics":
-            state().metrics.request_started()
-            g.in_flight = True
+        if req.endpoint != "health.metrics":
+            metrics.request_started()
+            ctx.in_flight = True
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        st = state()
-        response.headers["X-Served-By"] = st.settings.replica_id
-        if "request_id" in g:
-            response.headers["X-Request-ID"] = g.request_id
-        view = app.view_functions.get(request.endpoint or "")
+        ctx = g._get_current_object()  # type: ignore[attr-defined]
+        headers = response.headers
+        headers["X-Served-By"] = replica_id
+        request_id = getattr(ctx, "request_id", None)
+        if request_id is not None:
+            headers["X-Request-ID"] = request_id
+        view = views.get(request.endpoint or "")
         label = getattr(view, "metric_endpoint", "other") if view is not None else "other"
-        if label is not None and "started" in g:
-            st.metrics.observe_request(
-                current_model_label(),
+        started = getattr(ctx, "started", None)
+        if label is not None and started is not None:
+            metrics.observe_request(
+                getattr(ctx, "metric_model", NO_MODEL),  # = current_model_label()
                 label,
                 response.status_code,
-                time.perf_counter() - g.started,
+                time.perf_counter() - started,
             )
         return response
 
     @app.teardown_request
     def end_request(_exc: BaseException | None) -> None:
         if g.pop("in_flight", False):
-            state().metrics.request_finished()
+            metrics.request_finished()
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -169,6 +169,10 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._local_in_flight = 0  # this process only, to derive busy_workers
+        # Labelled children per label values, so a request skips ``labels()`` (argument checks
+        # and a lock per call). Bounded like the label values themselves (see module doc).
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._prediction_children: dict[str, tuple[Histogram, dict[str, Counter]]] = {}
         self.container = ContainerCollector()
 
     # -- start-up ---------------------------------------------------------------------------
@@ -228,15 +232,30 @@ class Metrics:
 
     def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
         """Count a finished request and its duration."""
-        self.requests.labels(model, endpoint, str(status)).inc()
-        self.duration.labels(model, endpoint).observe(seconds)
+        key = (model, endpoint, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(model, endpoint, str(status)),
+                self.duration.labels(model, endpoint),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_prediction(self, model: str, rows: int, counts: Mapping[str, int]) -> None:
         """Record a successful prediction: its row count and the answers given."""
-        self.rows.labels(model).observe(rows)
+        children = self._prediction_children.get(model)
+        if children is None:
+            children = self._prediction_children[model] = (self.rows.labels(model), {})
+        children[0].observe(rows)
+        by_answer = children[1]
         for answer, n in counts.items():
             if n:
-                self.predictions.labels(model, answer).inc(n)
+                child = by_answer.get(answer)
+                if child is None:
+                    child = by_answer[answer] = self.predictions.labels(model, answer)
+                child.inc(n)
 
     def observe_error(self, model: str, reason: str) -> None:
         """Count a refused or failed request."""

@@ -96,6 +96,15 @@ class Predictor:
         """Predict a validated ``(n_rows, n_features)`` float64 matrix."""
         if self.task == "classification":
             proba = self.positive_proba(x)
+            if len(proba) == 1:  # one row: plain Python is cheaper than numpy's per-call cost
+                p = float(proba[0])
+                yes = p >= self.threshold
+                answer = self.positive_answer if yes else self.negative_answer
+                return Prediction(
+                    predictions=[answer],
+                    probabilities=[p],
+                    counts={self.positive_answer: int(yes), self.negative_answer: int(not yes)},
+                )
             positive = proba >= self.threshold
             n_pos = int(positive.sum())
             return Prediction(
