@@ -17,6 +17,8 @@ from model_server import __version__
 from model_server.api.common import EXTENSION_KEY, ServerState, endpoint_label, json_response
 from model_server.core.errors import ERROR_CODES
 from model_server.core.parsing import TENSOR_FLOAT_TYPES, TENSOR_INT_TYPES
+from model_server.core.registry import LoadedModel
+from model_server.core.schema import Feature
 
 bp = Blueprint("docs", __name__)
 _DOCS_KEY: Final = "modelfleet.docs"
@@ -69,6 +71,151 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
 
 
+def _component(kind: str, model: str) -> str:
+    """Component name of a model's schema (letters, digits and ``_`` only)."""
+    return kind + "_" + "".join(c if c.isalnum() else "_" for c in model)
+
+
+def _feature_schema(f: Feature) -> dict[str, Any]:
+    if f.allowed is not None:
+        return {"enum": [int(v) if v.is_integer() else v for v in f.allowed]}
+    return {"type": "number", "minimum": f.min, "maximum": f.max}
+
+
+def _int_range_regex(n: int) -> str:
+    """A regex for the decimal integers 0..n (no leading zeros)."""
+    digits = str(n)
+    parts = ["[0-9]" if k == 1 else f"[1-9][0-9]{{{k - 1}}}" for k in range(1, len(digits))]
+    for i, d in enumerate(digits):
+        low = 1 if i == 0 and len(digits) > 1 else 0
+        if int(d) > low:
+            rest = len(digits) - i - 1
+            parts.append(digits[:i] + f"[{low}-{int(d) - 1}]" + ("[0-9]" * rest))
+    parts.append(digits)
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _csv_cell_regex(f: Feature) -> str:
+    """Decimal spellings of the values a feature accepts (exact for [0, integer] ranges)."""
+    if f.allowed is not None and all(v.is_integer() and v >= 0 for v in f.allowed):
+        return "(?:" + "|".join(str(int(v)) for v in f.allowed) + ")"
+    if f.min == 0 and f.max.is_integer() and f.max >= 1:
+        top = int(f.max)
+        return f"(?:{_int_range_regex(top - 1)}(?:\\.[0-9]{{1,6}})?|{top}(?:\\.0{{1,6}})?)"
+    return r"(?:[0-9]+(?:\.[0-9]+)?)"  # pragma: no cover - no such feature in the seed models
+
+
+def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
+    """Exact request schemas of one model: what the server accepts, feature by feature.
+
+    The route that receives a body is per model (``/models/<name>/predict`` ...), because
+    what is valid depends on the model: its features, their ranges and allowed values.
+    """
+    schema = model.bundle.schema
+    names = list(schema.names)
+    features = [_feature_schema(f) for f in schema.features]
+    record = {
+        "type": "object",
+        "description": f"One row of {model.name}: every feature by name",
+        "required": names,
+        "properties": dict(zip(names, features, strict=True)),
+        "additionalProperties": False,
+    }
+    row = {
+        "type": "array",
+        "description": f"One row of {model.name} in feature order: {', '.join(names)}",
+        "prefixItems": features,
+        "minItems": schema.width,
+        "maxItems": schema.width,
+    }
+    records = {"type": "array", "minItems": 1, "maxItems": max_rows, "items": record}
+    rows = {"type": "array", "minItems": 1, "maxItems": max_rows, "items": row}
+
+    def wrapper(key: str, value: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": [key],
+            "properties": {key: value, "params": {"description": "MLflow params, ignored"}},
+            "additionalProperties": False,
+        }
+
+    json_body = {
+        "description": "One record, a batch of records or of rows, or an MLflow/TF-serving "
+        "wrapper of them. Also accepted (not expressible in JSON Schema): columnar "
+        '{"inputs": {feature: [values]}} with equal lengths, and dataframe_split with the '
+        "columns in any order.",
+        "oneOf": [
+            record,
+            records,
+            rows,
+            wrapper("instances", {"oneOf": [records, rows]}),
+            wrapper("inputs", {"oneOf": [records, rows]}),
+            wrapper("dataframe_records", records),
+            wrapper(
+                "dataframe_split",
+                {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {"columns": {"const": names}, "data": rows, "index": {}},
+                    "additionalProperties": False,
+                },
+            ),
+        ],
+    }
+    cell = [_csv_cell_regex(f) for f in schema.features]
+    line = ",".join(cell)
+    csv_body = {
+        "type": "string",
+        "description": f"CSV rows in feature order ({', '.join(names)}), optionally after a "
+        "header line naming the features (any order is accepted)",
+        "pattern": f"^(?:{','.join(names)}\n)?{line}(?:\n{line}){{0,9}}\n?$",
+    }
+    classifier = model.bundle.task == "classification"
+    float_types = sorted(TENSOR_FLOAT_TYPES)
+    infer = {
+        "type": "object",
+        "description": f"One [rows, {schema.width}] tensor in feature order (documented here "
+        "for one row; any number of rows, INT/UINT datatypes and one tensor per feature are "
+        "accepted too)",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "inputs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "shape", "datatype", "data"],
+                    "properties": {
+                        "name": {"type": "string", "not": {"enum": names}},
+                        "shape": {"const": [1, schema.width]},
+                        "datatype": {"enum": float_types},
+                        "data": row,
+                        "parameters": {"type": "object"},
+                    },
+                },
+            },
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"enum": ["predict", "probability"] if classifier else ["predict"]}
+                    },
+                },
+            },
+        },
+    }
+    return {
+        _component("PredictRequest", model.name): json_body,
+        _component("PredictCsv", model.name): csv_body,
+        _component("InferRequest", model.name): infer,
+    }
+
+
 def build_spec(st: ServerState) -> dict[str, Any]:
     """The OpenAPI 3.1 document for this server and its loaded models."""
     registry = st.registry
@@ -81,76 +228,11 @@ def build_spec(st: ServerState) -> dict[str, Any]:
         "schema": {"type": "string", "enum": names},
     }
     default = registry.models.get(registry.default_model)
-    default_features = list(default.bundle.schema.names) if default else []
     number = {"type": "number"}
-    record = {
-        "type": "object",
-        "description": "One row: every feature of the model, by name",
-        "additionalProperties": number,
-    }
-    row = {"type": "array", "items": number, "description": "One row in feature order"}
-    batch = {"type": "array", "minItems": 1, "items": {"oneOf": [record, row]}}
-    columns = {
-        "type": "object",
-        "description": "Columnar input: feature -> values",
-        "additionalProperties": {"type": "array", "items": number},
-    }
-    json_payload = {
-        "oneOf": [
-            record,
-            batch,
-            {
-                "type": "object",
-                "required": ["instances"],
-                "properties": {"instances": {"oneOf": [batch, columns]}, "params": {}},
-            },
-            {
-                "type": "object",
-                "required": ["inputs"],
-                "properties": {"inputs": {"oneOf": [columns, batch]}, "params": {}},
-            },
-            {
-                "type": "object",
-                "required": ["dataframe_split"],
-                "properties": {
-                    "dataframe_split": {
-                        "type": "object",
-                        "required": ["data"],
-                        "properties": {
-                            "columns": {"type": "array", "items": {"type": "string"}},
-                            "data": {"type": "array", "items": row},
-                            "index": {"type": "array"},
-                        },
-                    },
-                    "params": {},
-                },
-            },
-            {
-                "type": "object",
-                "required": ["dataframe_records"],
-                "properties": {
-                    "dataframe_records": {"type": "array", "items": record},
-                    "params": {},
-                },
-            },
-        ]
-    }
-    csv_body = {"type": "string", "description": "CSV rows (feature order) with optional header"}
     predictions = {
         "type": "array",
         "items": {"oneOf": [{"type": "string"}, number]},
         "description": "Answer label per row (classifiers, e.g. yes/no) or value (regression)",
-    }
-    tensor = {
-        "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
-        "properties": {
-            "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"type": "string", "enum": TENSOR_DATATYPES},
-            "data": {"type": "array"},
-            "parameters": {"type": "object"},
-        },
     }
     status_body = {"type": "object", "properties": {"status": {"type": "string"}}}
     schemas: dict[str, Any] = {
@@ -175,7 +257,6 @@ def build_spec(st: ServerState) -> dict[str, Any]:
             "properties": {"Answer": predictions},
             "description": "Classifiers answer a label; regression a value rounded to 4 places",
         },
-        "PredictRequest": json_payload,
         "PredictResponse": {
             "type": "object",
             "required": ["model", "version", "predictions"],
@@ -239,23 +320,6 @@ def build_spec(st: ServerState) -> dict[str, Any]:
                 "failed_models": {"type": "array", "items": {"type": "string"}},
             },
         },
-        "InferRequest": {
-            "type": "object",
-            "required": ["inputs"],
-            "properties": {
-                "id": {"type": "string"},
-                "parameters": {"type": "object"},
-                "inputs": {"type": "array", "minItems": 1, "items": tensor},
-                "outputs": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["name"],
-                        "properties": {"name": {"type": "string"}},
-                    },
-                },
-            },
-        },
         "InferResponse": {
             "type": "object",
             "required": ["model_name", "model_version", "outputs"],
@@ -291,45 +355,44 @@ def build_spec(st: ServerState) -> dict[str, Any]:
             },
         },
     }
-    predict_body = {
-        "required": True,
-        "content": {
-            "application/json": {"schema": _ref("PredictRequest")},
-            "text/csv": {"schema": csv_body},
-        },
-    }
+
+    def predict_body(model: str) -> dict[str, Any]:
+        if model not in registry.models:  # not loaded: any body gets 503
+            return {"required": True, "content": {"application/json": {"schema": {}}}}
+        return {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _ref(_component("PredictRequest", model))},
+                "text/csv": {"schema": _ref(_component("PredictCsv", model))},
+            },
+        }
 
     def get(summary: str, tag: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {"get": {"summary": summary, "tags": [tag], "responses": responses, **extra}}
 
     ok_status = _json(status_body, "OK")
     not_ready = _json(status_body, "Not ready")
+
+    def query_params(model: LoadedModel | None) -> list[dict[str, Any]]:
+        if model is None:
+            return []
+        return [
+            {
+                "name": f.name,
+                "in": "query",
+                "required": True,
+                "description": f.description,
+                "schema": _feature_schema(f),
+            }
+            for f in model.bundle.schema.features
+        ]
+
     paths: dict[str, Any] = {
         "/predict_data": get(
             f"Plumber-compatible prediction on the default model ({registry.default_model})",
             "plumber",
             {"200": _json(_ref("PlumberAnswer"), "Prediction"), **_errors(400, 422, 503)},
-            parameters=[
-                {"name": f, "in": "query", "required": True, "schema": number}
-                for f in default_features
-            ],
-        ),
-        "/models/{name}/predict_data": get(
-            "Plumber-compatible prediction on any model; one query parameter per feature",
-            "plumber",
-            {"200": _json(_ref("PlumberAnswer"), "Prediction"), **_errors(400, 404, 422, 503)},
-            parameters=[
-                name_param,
-                {
-                    "name": "features",
-                    "in": "query",
-                    "required": True,
-                    "style": "form",
-                    "explode": True,
-                    "schema": {"type": "object", "additionalProperties": number},
-                    "description": "Every feature of the model as name=value",
-                },
-            ],
+            parameters=query_params(default),
         ),
         "/models": get("List the loaded models", "models", {"200": _json(_ref("ModelList"), "OK")}),
         "/models/{name}": get(
@@ -338,33 +401,25 @@ def build_spec(st: ServerState) -> dict[str, Any]:
             {"200": _json(_ref("Manifest"), "Manifest"), **_errors(404, 503)},
             parameters=[name_param],
         ),
-        "/models/{name}/predict": {
-            "post": {
-                "summary": "Predict a record, a batch, columns or CSV rows",
-                "tags": ["predict"],
-                "parameters": [name_param],
-                "requestBody": predict_body,
-                "responses": {
-                    "200": _json(_ref("PredictResponse"), "Predictions"),
-                    **_errors(400, 404, 413, 415, 422, 503),
-                },
-            }
-        },
         "/ping": get("SageMaker health check", "sagemaker", {"200": ok_status, "503": not_ready}),
         "/invocations": {
             "post": {
                 "summary": "SageMaker and MLflow scoring (CSV rows or MLflow/plain JSON)",
                 "tags": ["sagemaker", "mlflow"],
+                "description": "The body below is the default model's. With the header "
+                "X-Amzn-SageMaker-Target-Model: <name>, the body is that model's (see "
+                f"/models/<name>/predict); names: {', '.join(names)}.",
                 "parameters": [
                     {
                         "name": "X-Amzn-SageMaker-Target-Model",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "enum": names},
-                        "description": f"Model name (default: {registry.default_model})",
+                        "schema": {"type": "string", "enum": ["", registry.default_model]},
+                        "description": "Model name (absent or empty: "
+                        f"{registry.default_model}); any loaded model, see the description",
                     }
                 ],
-                "requestBody": predict_body,
+                "requestBody": predict_body(registry.default_model),
                 "responses": {
                     "200": {
                         "description": "Predictions (CSV lines if Accept prefers text/csv)",
@@ -422,21 +477,6 @@ def build_spec(st: ServerState) -> dict[str, Any]:
             },
             parameters=[name_param],
         ),
-        "/v2/models/{name}/infer": {
-            "post": {
-                "summary": "OIP v2 inference on typed tensors",
-                "tags": ["oip-v2"],
-                "parameters": [name_param],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("InferRequest")}},
-                },
-                "responses": {
-                    "200": _json(_ref("InferResponse"), "Inference result"),
-                    **_errors(400, 404, 413, 415, 422, 503),
-                },
-            }
-        },
         "/healthz": get("Liveness", "health", {"200": ok_status}),
         "/readyz": get(
             "Readiness: every model loaded and verified",
@@ -467,6 +507,69 @@ def build_spec(st: ServerState) -> dict[str, Any]:
             },
         ),
     }
+    # The model routes whose input depends on the model are documented once per model (above
+    # the template: OpenAPI matches concrete paths first). The template itself then only
+    # answers names that are not loaded models: 404.
+    unknown_param = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "Not a loaded model (each model has its own operations above)",
+        "schema": {"type": "string", "not": {"enum": names}},
+    }
+    unknown = {
+        "404": _json(_ref("Error"), "Unknown model"),
+        # A loaded model's name is served by its own operation; these are its refusals.
+        **_errors(400, 413, 415, 422),
+    }
+    for template, method in (
+        ("/models/{name}/predict_data", "get"),
+        ("/models/{name}/predict", "post"),
+        ("/v2/models/{name}/infer", "post"),
+    ):
+        paths[template] = {
+            method: {
+                "summary": "Any name that is not a loaded model",
+                "tags": ["models"],
+                "parameters": [unknown_param],
+                "responses": unknown,
+            }
+        }
+    for name, model in sorted(registry.models.items()):
+        paths[f"/models/{name}/predict_data"] = get(
+            f"Plumber-compatible prediction on {name}; one query parameter per feature",
+            "plumber",
+            {"200": _json(_ref("PlumberAnswer"), "Prediction"), **_errors(400, 422)},
+            parameters=query_params(model),
+        )
+        paths[f"/models/{name}/predict"] = {
+            "post": {
+                "summary": f"Predict {name}: a record, a batch, columns or CSV rows",
+                "tags": ["predict"],
+                "requestBody": predict_body(name),
+                "responses": {
+                    "200": _json(_ref("PredictResponse"), "Predictions"),
+                    **_errors(400, 413, 415, 422),
+                },
+            }
+        }
+        paths[f"/v2/models/{name}/infer"] = {
+            "post": {
+                "summary": f"OIP v2 inference on {name} (typed tensors)",
+                "tags": ["oip-v2"],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref(_component("InferRequest", name))}
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("InferResponse"), "Inference result"),
+                    **_errors(400, 413, 415, 422),
+                },
+            }
+        }
+        schemas.update(model_schemas(model, st.settings.max_rows))
     return {
         "openapi": "3.1.0",
         "info": {

@@ -82,6 +82,9 @@ def infer(name: str) -> Response:
     body = decode_json(request.get_data(cache=False))
     if type(body) is not dict:
         raise RequestError("malformed_body", "the body must be an inference request object")
+    for key, kind, name in (("id", str, "a string"), ("parameters", dict, "an object")):
+        if key in body and type(body[key]) is not kind:
+            raise RequestError("malformed_body", f"{key} must be {name}", field=key)
     x = parse_tensors(body.get("inputs"), model.bundle.schema, state().settings.max_rows)
     result = predict(model, x)
     n = len(x)
@@ -98,16 +101,15 @@ def infer(name: str) -> Response:
         outputs.append(
             {"name": "probability", "datatype": "FP64", "shape": [n], "data": result.probabilities}
         )
-    wanted = body.get("outputs")
-    if wanted is not None:
-        names = _requested_outputs(wanted, {o["name"] for o in outputs})
+    if "outputs" in body:
+        names = _requested_outputs(body["outputs"], {o["name"] for o in outputs})
         outputs = [o for o in outputs if o["name"] in names]
     response: dict[str, Any] = {
         "model_name": model.name,
         "model_version": model.bundle.version,
         "outputs": outputs,
     }
-    if isinstance(body.get("id"), str):
+    if "id" in body:
         response["id"] = body["id"]
     return json_response(response)
 

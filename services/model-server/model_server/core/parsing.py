@@ -350,8 +350,17 @@ def parse_json_payload(obj: Any, schema: Schema, max_rows: int) -> np.ndarray:
             raise RequestError(
                 "malformed_body", "dataframe_split must be an object with data (and columns)"
             )
+        unknown = sorted(map(str, set(value) - {"columns", "data", "index"}))
+        if unknown:
+            raise RequestError(
+                "malformed_body",
+                f"dataframe_split has an unknown key {_describe(unknown[0])}; "
+                "expected data, columns and index",
+            )
         if type(value["data"]) is not list:
             raise RequestError("malformed_body", "dataframe_split.data must be an array of rows")
+        if "columns" in value and type(value["columns"]) is not list:  # null is not "absent"
+            raise RequestError("malformed_body", "columns must be a list of feature names")
         return parse_rows(value["data"], schema, max_rows, columns=value.get("columns"))
     if key == "dataframe_records":
         if type(value) is not list:
@@ -527,6 +536,10 @@ def _tensor(spec: Any, index: int, max_rows: int) -> tuple[str, list[int], np.nd
         )
     if type(datatype) is not str:
         raise RequestError("malformed_body", f"tensor {name!r}: datatype is missing", field=name)
+    if "parameters" in spec and type(spec["parameters"]) is not dict:
+        raise RequestError(
+            "malformed_body", f"tensor {name!r}: parameters must be an object", field=name
+        )
     if datatype not in TENSOR_FLOAT_TYPES and datatype not in TENSOR_INT_TYPES:
         raise RequestError(
             "non_numeric",
@@ -577,9 +590,8 @@ def parse_tensors(inputs: Any, schema: Schema, max_rows: int) -> np.ndarray:
     """
     if type(inputs) is not list or not inputs:
         raise RequestError("malformed_body", "inputs must be a non-empty array of tensors")
-    if len(inputs) == 1 and not (
-        type(inputs[0]) is dict and inputs[0].get("name") in schema.name_set
-    ):
+    first_name = inputs[0].get("name") if type(inputs[0]) is dict else None
+    if len(inputs) == 1 and not (type(first_name) is str and first_name in schema.name_set):
         name, shape, values = _tensor(inputs[0], 0, max_rows)
         if len(shape) != 2:
             raise RequestError(
