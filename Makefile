@@ -185,3 +185,18 @@ bench-peers: models ## Same diabetes model in ModelFleet, BentoML, MLflow (throw
 	@# BENCH_PEERS_SECONDS (10), BENCH_PEERS_ROUNDS (2), BENCH_PEERS_CONNECTIONS (16),
 	@# BENCH_PEERS_WORKERS (1), BENCH_PEERS_STACK (1): see the script's docstring.
 	$(PY) scripts/bench_peers.py
+
+# ---- benchmarks ------------------------------------------------------------------------------
+
+.PHONY: wrk
+wrk: ## Install the wrk load generator (Debian package) if it is missing
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }
+
+.PHONY: bench
+bench: venv models wrk ## Speed vs constant and naive-pandas baselines, one replica and via the LB; reports/bench.json
+	@# BENCH_DURATION (5 s), BENCH_ROUNDS (3), BENCH_CONNECTIONS (8), BENCH_WORKERS (1),
+	@# BENCH_THREADS (4), BENCH_LB (auto|off), BENCH_LB_URL, BENCH_LB_PORT (38080), BENCH_ONLY:
+	@# see bench/run.py. Without BENCH_LB_URL it starts its own stack (project modelfleet-bench).
+	@if [ -z "$${BENCH_LB_URL:-}" ] && [ "$${BENCH_LB:-auto}" != off ] && docker info >/dev/null 2>&1; \
+	  then $(MAKE) --no-print-directory base-image wheels; fi
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) bench/run.py
