@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from typing import Final
 
@@ -19,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from model_server.api.common import (
     EXTENSION_KEY,
+    REQUEST_ID_RE,
     ServerState,
     current_model_label,
     error_response,
@@ -31,9 +31,6 @@ from model_server.settings import Settings
 
 log = logging.getLogger("model_server")
 
-# Request ids are echoed into headers and logs: accept only short, plain tokens so a client
-# cannot inject log lines or oversized headers; anything else is replaced by our own id.
-_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}", re.ASCII)
 # Werkzeug's HTTP errors mapped to our error codes (others: 4xx malformed_body, 5xx internal).
 _HTTP_CODES: Final = {
     400: "malformed_body",
@@ -87,6 +84,9 @@ def create_app(
 
     _register_hooks(app, server_state)
     _register_error_handlers(app)
+    from model_server.api.hot_path import HotPath
+
+    app.wsgi_app = HotPath(app.wsgi_app, server_state)  # type: ignore[method-assign]
     log.info(
         "model server ready=%s models=%s replica=%s pid=%d",
         registry.ready,
@@ -122,7 +122,7 @@ def _register_hooks(app: Flask, st: ServerState) -> None:
         ctx = g._get_current_object()  # type: ignore[attr-defined]
         ctx.started = time.perf_counter()
         incoming = req.environ.get("HTTP_X_REQUEST_ID", "")  # = headers.get("X-Request-ID")
-        ctx.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
+        ctx.request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
         # Scrapes are not work: counting them would show every replica busy at scrape time.
         if req.endpoint != "health.metrics":
             metrics.request_started()

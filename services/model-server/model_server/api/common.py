@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -17,6 +18,9 @@ from model_server.metrics import NO_MODEL, Metrics
 from model_server.settings import Settings
 
 EXTENSION_KEY: Final = "modelfleet"
+# Request ids are echoed into headers and logs: accept only short, plain tokens so a client
+# cannot inject log lines or oversized headers; anything else is replaced by our own id.
+REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}", re.ASCII)
 JSON_MIMETYPES: Final = frozenset({"application/json"})
 CSV_MIMETYPES: Final = frozenset({"text/csv"})
 

@@ -34,6 +34,8 @@ from model_server.api.common import (
     state,
 )
 from model_server.core.parsing import decode_json, parse_csv, parse_json_payload
+from model_server.core.predict import Prediction
+from model_server.core.registry import LoadedModel
 
 bp = Blueprint("json_api", __name__)
 
@@ -72,7 +74,11 @@ def predict_model(name: str) -> Response:
         x = parse_csv(body, schema, max_rows)
     else:
         x = parse_json_payload(decode_json(body), schema, max_rows)
-    result = predict(model, x)
+    return json_response(prediction_body(model, predict(model, x)))
+
+
+def prediction_body(model: LoadedModel, result: Prediction) -> dict[str, Any]:
+    """The answer of ``POST /models/<name>/predict``."""
     out: dict[str, Any] = {
         "model": model.name,
         "version": model.bundle.version,
@@ -80,4 +86,4 @@ def predict_model(name: str) -> Response:
     }
     if result.probabilities is not None:
         out["probabilities"] = result.probabilities
-    return json_response(out)
+    return out
