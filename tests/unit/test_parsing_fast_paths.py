@@ -9,11 +9,13 @@ missing/extra keys, odd CSV cells and line breaks), where the fast paths actuall
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from model_server.core import parsing
@@ -38,7 +40,8 @@ def exact() -> Iterator[None]:
     """Switch every fast path off: the per-row, per-cell reference behaviour."""
     with (
         mock.patch.object(parsing, "_numbers_matrix", lambda rows, width: None),
-        mock.patch.object(parsing, "_csv_fast", lambda text, schema, max_rows: None),
+        mock.patch.object(parsing, "_csv_fast", lambda body, schema, max_rows: None),
+        mock.patch.object(parsing, "_json_text_fast", lambda body, schema, max_rows: None),
         mock.patch.object(Schema, "row_ok", lambda self, row: False),
     ):
         yield
@@ -59,7 +62,8 @@ def same_outcome(call: Callable[[], np.ndarray]) -> None:
         slow = outcome(call)
     assert fast[0] == slow[0], (fast, slow)
     if fast[0] == "matrix":
-        np.testing.assert_array_equal(fast[1], slow[1])
+        # Bit for bit: -0.0 and 0.0 compare equal but may print differently in an error.
+        assert fast[1].shape == slow[1].shape and fast[1].tobytes() == slow[1].tobytes()
         check_valid(fast[1])
     else:
         assert fast[1] == slow[1]
@@ -146,6 +150,102 @@ def test_rows(value: list[Any], columns: list[str] | None) -> None:
 @given(st.dictionaries(keys, st.lists(near_numbers, max_size=4), max_size=5))
 def test_columns(value: dict[str, Any]) -> None:
     same_outcome(lambda: parsing.parse_json_payload({"inputs": value}, SCHEMA, MAX_ROWS))
+
+
+def _dumps(value: Any, style: str) -> bytes:
+    """JSON text as clients write it: compact, or Python's default separators."""
+    if style == "compact":
+        return json.dumps(value, separators=(",", ":")).encode()
+    return json.dumps(value).encode()
+
+
+@PROPS
+@given(
+    damaged(records=True) | damaged(records=False) | loose_records(),
+    st.sampled_from(["compact", "python"]),
+)
+def test_json_bodies(value: list[Any], style: str) -> None:
+    try:
+        body = _dumps(value, style)
+    except ValueError:  # nan is not JSON; json.dumps writes NaN only with allow_nan
+        return
+    same_outcome(lambda: parsing.parse_json_body(body, SCHEMA, MAX_ROWS))
+
+
+# Number spellings JSON refuses but strtod reads (and the reverse), ints beyond 64 bits and
+# float64, signed zeros, blanks, and values that are not numbers at all.
+json_tokens = st.sampled_from(
+    ["0", "1", "-0", "-0.0", "0.5", "01", "-01", "00", "1.", ".5", "-.5", "+1", "1.e2", "1e2",
+     "1E+1", "1e-0", "1e05", "2e-400", "1e400", "-1e400", "18446744073709551617", "9" * 30, "1e",
+     "-", "--1", "1-", "1 2", " 1", "1 ", "", "true", "null", '"1"', "[1]", "{}", "0x1", "1,5"]
+)  # fmt: skip
+
+
+plain_tokens = st.sampled_from(["0", "1", "2", "0.5", "1e1", "39", "-0.0", "1.25e+1", "0e0", "1E0"])
+
+
+@st.composite
+def json_text(draw: st.DrawFn) -> bytes:
+    """Rows or records of near-number tokens, glued with the separators clients use."""
+    # Four plain numbers a row, then up to two odd tokens and maybe a row of another width.
+    rows = draw(st.lists(st.lists(plain_tokens, min_size=4, max_size=4), min_size=1, max_size=5))
+    for _ in range(draw(st.integers(0, 2))):
+        row = rows[draw(st.integers(0, len(rows) - 1))]
+        row[draw(st.integers(0, 3))] = draw(json_tokens)
+    if draw(st.integers(0, 5)) == 0:
+        rows.append(draw(st.lists(plain_tokens, min_size=3, max_size=5)))
+    sep = draw(st.sampled_from([",", ", ", " ,"]))
+    if draw(st.booleans()):
+        row_sep = draw(st.sampled_from(["],[", "], [", "] ,[", "],\n["]))
+        text = "[[" + row_sep.join(sep.join(r) for r in rows) + "]]"
+    else:
+        colon = draw(st.sampled_from([":", ": "]))
+        order = draw(st.permutations(NAMES + ["x"] * draw(st.integers(0, 1))))
+        records = []
+        for r in rows:
+            names = order if draw(st.integers(0, 5)) else draw(st.permutations(order))
+            records.append(sep.join(f'"{n}"{colon}{v}' for n, v in zip(names, r, strict=False)))
+        text = "[{" + draw(st.sampled_from(["},{", "}, {"])).join(records) + "}]"
+    before, after = draw(st.sampled_from(["", " "])), draw(st.sampled_from(["", " ", "\n"]))
+    return (before + text + after).encode()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(json_text())
+def test_json_number_text(body: bytes) -> None:
+    same_outcome(lambda: parsing.parse_json_body(body, SCHEMA, MAX_ROWS))
+
+
+@PROPS
+@given(st.text(alphabet='0123456789eE+-. ,[]{}:"\x01\n', max_size=60))
+def test_json_fast_alphabet(text: str) -> None:
+    same_outcome(lambda: parsing.parse_json_body(text.encode(), SCHEMA, MAX_ROWS))
+
+
+R = '"pregnant":1,"glucose":2,"pressure":3,"chas":0'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[[1,2,3,0],[],[1,2,3,0]]",  # an empty row (numpy's reader skips empty lines)
+        "[[1,2,3,0],[1,2,3,0],[]]",
+        "[[]]",
+        "[{}]",
+        "[[1,2,3,0]] ]",
+        "[[1,2,3,0]\t]",
+        "[[1,2,3,0],[1,2,3,0\u0000]]",
+        f'[{{{R}}},{{\x011,"glucose":2,"pressure":3,"chas":0}}]',  # a raw control byte
+        f'[{{{R}}},{{{R},"chas":1}}]',  # a duplicate key: orjson keeps the last
+        f"[{{{R}}},{{{R.replace(',', ', ')}}}]",
+        f"[{{{R}}}, {{{R}}}]",
+        f"[{{{R}}} ,{{{R}}}]",
+        f"[{{{R.replace(':1', ':1,')}}}]",
+        "[[1,2,3,0]," + ",".join(["[1,2,3,0]"] * MAX_ROWS) + "]",  # too many rows
+    ],
+)
+def test_json_bodies_the_fast_path_must_leave_alone(body: str) -> None:
+    same_outcome(lambda: parsing.parse_json_body(body.encode(), SCHEMA, MAX_ROWS))
 
 
 bad_cells = st.sampled_from(
@@ -240,6 +340,11 @@ def test_fast_paths_engage_on_clean_batches() -> None:
         assert parsing.parse_records(recs, SCHEMA, MAX_ROWS).shape == (10, 4)
         assert parsing.parse_csv(text.encode(), SCHEMA, MAX_ROWS).shape == (10, 4)
         assert parsing.parse_csv(with_header.encode(), SCHEMA, MAX_ROWS).shape == (10, 4)
+    with mock.patch.object(parsing, "decode_json", side_effect=AssertionError("orjson")):
+        for style in ("compact", "python"):
+            for value in (batch, recs, [dict(reversed(r.items())) for r in recs]):
+                x = parsing.parse_json_body(_dumps(value, style), SCHEMA, MAX_ROWS)
+                np.testing.assert_array_equal(x, np.array(batch, dtype=np.float64))
 
 
 query_parts = st.sampled_from(

@@ -1,6 +1,6 @@
 """ModelFleet's own JSON API: model listing, manifests and ``POST /models/<name>/predict``.
 
-Request bodies (``application/json``) — see ``core.parsing.parse_json_payload``:
+Request bodies (``application/json``) — see ``core.parsing.parse_json_body``:
 one record object, a list of records, a list of rows in feature order, ``{"instances": ...}``
 or columnar ``{"inputs": {feature: [...]}}``. ``text/csv`` is accepted with or without a
 header line.
@@ -33,7 +33,7 @@ from model_server.api.common import (
     require_mimetype,
     state,
 )
-from model_server.core.parsing import decode_json, parse_csv, parse_json_payload
+from model_server.core.parsing import parse_csv, parse_json_body
 from model_server.core.predict import Prediction
 from model_server.core.registry import LoadedModel
 
@@ -73,7 +73,7 @@ def predict_model(name: str) -> Response:
     if mimetype in CSV_MIMETYPES:
         x = parse_csv(body, schema, max_rows)
     else:
-        x = parse_json_payload(decode_json(body), schema, max_rows)
+        x = parse_json_body(body, schema, max_rows)
     return json_response(prediction_body(model, predict(model, x)))
 
 

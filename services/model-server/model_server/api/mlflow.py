@@ -20,7 +20,7 @@ from flask import Blueprint, Response
 
 from model_server import __version__
 from model_server.api.common import endpoint_label, json_response, readiness_response
-from model_server.core.parsing import decode_json, parse_json_payload
+from model_server.core.parsing import parse_json_body
 from model_server.core.predict import Prediction
 from model_server.core.schema import Schema
 
@@ -29,7 +29,7 @@ bp = Blueprint("mlflow", __name__)
 
 def parse_request(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
     """An MLflow (or plain) JSON request body as a validated feature matrix."""
-    return parse_json_payload(decode_json(body), schema, max_rows)
+    return parse_json_body(body, schema, max_rows)
 
 
 def format_response(result: Prediction) -> dict[str, Any]:
