@@ -242,6 +242,15 @@ R = '"pregnant":1,"glucose":2,"pressure":3,"chas":0'
         f"[{{{R}}} ,{{{R}}}]",
         f"[{{{R.replace(':1', ':1,')}}}]",
         "[[1,2,3,0]," + ",".join(["[1,2,3,0]"] * MAX_ROWS) + "]",  # too many rows
+        # Numbers strtod reads and JSON refuses, at the start, middle and end of the text:
+        *(
+            f"[[{row}]]"
+            for bad in ["+1", "1.e1", "1.E1", ".5", "-.5", "1.", "01", "-01", "00", "-0", " -0 "]
+            for row in [f"{bad},2,3,0", f"1,{bad},3,0", f"1,2,3,{bad}", f"1, {bad}, 3, 0"]
+        ),
+        f"[{{{R.replace(':1', ':+1')}}}]",
+        f"[{{{R.replace(':0', ':-0')}}}]",
+        f"[{{{R.replace(':2', ':02')}}}]",
     ],
 )
 def test_json_bodies_the_fast_path_must_leave_alone(body: str) -> None:
