@@ -7,6 +7,7 @@ truth for configuration.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import sys
@@ -68,6 +69,32 @@ else:
     accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+
+
+def _keep_request_buffers_on_the_heap() -> None:
+    """Stop glibc from mapping and unmapping every large request buffer.
+
+    A 10,000-row batch is a body of 0.5-1 MB, and parsing it makes a few dozen temporary
+    buffers of that size (numpy arrays, translated bytes). Above its mmap threshold glibc
+    gives each one fresh pages from the kernel and returns them on free, and the top of the
+    heap is trimmed as soon as 2x the threshold is free: every request then pays a page fault
+    per 4 kB touched. Measured on a 1.1 MB records batch: 11.7 ms to parse, 7.6 ms with these
+    thresholds. Up to 32 MB stays with a worker between requests instead. Set here, in the
+    gunicorn master before it forks, so every worker inherits it; glibc's own
+    ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` variables take precedence if set.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return  # not glibc (e.g. musl): leave its allocator alone
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 16 * 1024 * 1024)
+    mallopt(m_trim_threshold, 32 * 1024 * 1024)
+
+
+_keep_request_buffers_on_the_heap()
 
 
 def post_worker_init(worker: object) -> None:

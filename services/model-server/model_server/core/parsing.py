@@ -31,11 +31,14 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from itertools import chain
 from typing import Any, Final
 
 import numpy as np
 import orjson
+from numpy.lib.stride_tricks import sliding_window_view
 
 from model_server.core.errors import RequestError
 from model_server.core.schema import Schema
@@ -58,12 +61,14 @@ _JSON_NUMBER_BYTES: Final = b"0123456789eE+-. ,\n"
 # JSON's number grammar is stricter than strtod's; _json_numbers_only checks the difference on a
 # copy with digits 1-9 as "1", "E" as "e", blanks and newlines as "," and minus signs removed.
 _JSON_SHAPE_TABLE: Final = bytes.maketrans(b"23456789E \n", b"11111111e,,")
-# Bytes that mark the features' keys in a records body: control characters, which valid JSON
-# never holds unescaped (_records_text refuses a body that does).
-_KEY_MARKS: Final = bytes(range(1, 32)).translate(None, b"\t\n\r")
-_CONTROL_BYTES: Final = bytes(range(32))
+# A records body without its numbers and syntax leaves the keys' letters (_records_table);
+# for numpy's reader, keys and values become alternate fields and records lines.
+_RECORD_SYNTAX_BYTES: Final = _JSON_NUMBER_BYTES + b'":{}'
+_RECORD_TABLE: Final = bytes.maketrans(b":}", b",\n")
+# ... and everything else but the numbers' bytes goes: the keys' fields are left (nearly) empty.
+_RECORD_DROP: Final = bytes(range(128)).translate(None, _JSON_NUMBER_BYTES + b":}")
 _COMMA, _DOT, _E, _PLUS, _MINUS, _ZERO, _ONE = b",.e+-01"
-_PRINTABLE_BYTES: Final = bytes(range(32, 128))
+_QUOTE, _COLON, _LBRACE, _RBRACE, _BLANK = b'":{} '
 _NUMERIC_TYPES: Final = frozenset({int, float})
 _INT_ONLY: Final = frozenset({int})
 
@@ -428,66 +433,118 @@ def _json_text_fast(body: bytes, schema: Schema, max_rows: int) -> np.ndarray | 
             inner = inner.replace(b"], [", b"],[")
         text = inner.replace(b"],[", b"\n")  # brackets left over fail _json_numbers_only
         order = schema.names
+        if not _json_numbers_only(text):
+            return None
+        x = _read_number_table(text, len(order))
+        if x is None or len(x) != text.count(b"\n") + 1:
+            return None  # e.g. an empty row, which numpy's reader skips
     elif body.startswith(b"[{") and body.endswith(b"}]"):
-        found = _records_text(body[2:-2], schema)
+        found = _records_table(body[2:-2], schema)
         if found is None:
             return None
-        text, order = found
+        x, order = found
     else:
         return None
-    if not _json_numbers_only(text):
-        return None
-    x = _read_number_table(text, len(order))
-    if x is None or len(x) != text.count(b"\n") + 1 or not np.isfinite(x).all():
-        # A skipped empty row, or a number orjson refuses as beyond float64 (read as inf here).
-        return None
+    if not np.isfinite(x).all():
+        return None  # a number orjson refuses as beyond float64 (read as inf here)
     _check_count(len(x), max_rows)
     if tuple(order) != schema.names:
         x = np.ascontiguousarray(x[:, [list(order).index(n) for n in schema.names]])
     return x
 
 
-def _records_text(inner: bytes, schema: Schema) -> tuple[bytes, tuple[str, ...]] | None:
-    """The records between ``[{`` and ``}]`` as comma-separated values, one record a line.
+@dataclass(frozen=True)
+class _KeyLayout:
+    """The bytes of a record's keys, ``"name":`` each, in one key order."""
 
-    Every record must hold exactly the features, each once, in the first record's key order:
-    each ``"name":`` becomes a control byte (absent from valid JSON), the sequence of those
-    bytes is compared with the expected one for the whole body at once, and then they are
-    deleted, leaving the values. Returns the text and the key order, or ``None``.
+    template: np.ndarray  # (n_keys, width) uint8: each key's bytes, zero-padded
+    mask: np.ndarray  # (n_keys, width) bool: which of them belong to the key
+    letters: bytes  # the keys' bytes that are neither number nor JSON syntax bytes
+
+
+@lru_cache(maxsize=64)
+def _key_layout(names: tuple[str, ...]) -> _KeyLayout:
+    keys = [b'"' + n.encode("ascii") + b'":' for n in names]
+    width = max(map(len, keys))
+    template = np.zeros((len(keys), width), dtype=np.uint8)
+    mask = np.zeros((len(keys), width), dtype=bool)
+    for j, key in enumerate(keys):
+        template[j, : len(key)] = np.frombuffer(key, dtype=np.uint8)
+        mask[j, : len(key)] = True
+    letters = b"".join(keys).translate(None, _RECORD_SYNTAX_BYTES)
+    return _KeyLayout(template, mask, letters)
+
+
+def _records_table(inner: bytes, schema: Schema) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """The records between ``[{`` and ``}]`` as a matrix in the first record's key order.
+
+    Every record must be exactly ``"k1":v1,"k2":v2,...`` with the features as keys, each once,
+    in the first record's order, and records must be separated by ``},{``. That is checked on
+    the bytes as numpy arrays (counts of each syntax byte, the key's bytes at every opening
+    quote, the separators before every key), so no Python object is made per record or value;
+    then the keys become fields numpy's reader skips. Returns the matrix and the key order, or
+    ``None``.
     """
-    if len(inner.translate(None, _CONTROL_BYTES)) != len(inner):
-        return None
-    if b" " in inner:  # Python's json.dumps separators
-        inner = inner.replace(b'": ', b'":').replace(b', "', b',"').replace(b"}, {", b"},{")
-    first = inner.split(b"},{", 1)[0]
-    keys = first.split(b",")
-    names = tuple(k.partition(b":")[0][1:-1].decode("ascii") for k in keys)
+    end = inner.find(b"}")
+    first = inner if end < 0 else inner[:end]
+    names = tuple(k.partition(b":")[0].strip(b" ")[1:-1].decode("ascii") for k in first.split(b","))
     if len(names) != len(schema.names) or set(names) != schema.name_set:
         return None
-    marks = _KEY_MARKS[: len(names)]
-    if len(marks) != len(names):
-        return None  # more features than marks: leave it to orjson
-    text = b"\n" + inner.replace(b"},{", b"\n")
-    for i, name in enumerate(names):
-        glue = b"\n" if i == 0 else b","
-        text = text.replace(glue + b'"' + name.encode("ascii") + b'":', glue + marks[i : i + 1])
-    # Only the marks and line breaks left (the values are checked by _json_numbers_only):
-    # every record has every key once, in this order.
-    if text.translate(None, _PRINTABLE_BYTES) != (b"\n" + marks) * text.count(b"\n"):
+    layout = _key_layout(names)
+    k = len(names)
+    a = np.frombuffer(inner, dtype=np.uint8)
+    n = int(np.count_nonzero(a == _RBRACE)) + 1  # records
+    quotes = np.flatnonzero(a == _QUOTE)
+    if (
+        len(quotes) != 2 * k * n
+        or np.count_nonzero(a == _LBRACE) != n - 1
+        or np.count_nonzero(a == _COLON) != k * n
+        or np.count_nonzero(a == _COMMA) != n * (k - 1) + n - 1
+    ):
         return None
-    return text[1:].translate(None, marks), names
+    # The expected key ("name":) at every opening quote: so every quote and colon is a key's.
+    starts = quotes[0::2].reshape(n, k)
+    width = layout.template.shape[1]
+    windows = sliding_window_view(np.concatenate([a, np.zeros(width, np.uint8)]), width)[starts]
+    if not ((windows == layout.template) | ~layout.mask).all():
+        return None
+    # A comma before every key but a record's first, "},{" before that one: so every comma and
+    # brace is a separator, and each value is the bytes between its key and the next separator.
+    # Python's json.dumps writes ", " and "}, {" (and ": ", whose blank the reader strips).
+    gap = 1 if b'": ' in first else 0
+    later_keys = starts[:, 1:]
+    if not (a[later_keys - 1 - gap] == _COMMA).all():
+        return None
+    if gap and not (a[later_keys - 1] == _BLANK).all():
+        return None
+    record_starts = starts[1:, 0]
+    for back, byte in enumerate(b"{ ,}" if gap else b"{,}", start=1):
+        if not (a[record_starts - back] == byte).all():
+            return None
+    # No letters or syntax in the values besides the numbers' (checked below and by the reader).
+    if inner.translate(None, _RECORD_SYNTAX_BYTES) != layout.letters * n:
+        return None
+    # ",k1,v1,k2,v2,...": one line per record, the values in the even columns, the keys'
+    # fields emptied of all but number bytes (a shorter text for the reader, which never
+    # converts them).
+    text = b"," + inner.translate(_RECORD_TABLE, _RECORD_DROP)
+    if not _json_numbers_only(text, values_only=False):
+        return None
+    x = _read_number_table(text, k, usecols=range(2, 2 * k + 1, 2))
+    return None if x is None else (x, names)
 
 
-def _json_numbers_only(text: bytes) -> bool:
+def _json_numbers_only(text: bytes, values_only: bool = True) -> bool:
     """Whether every field of number-only ``text`` is a JSON number where strtod reads one.
 
     ``_read_number_table`` would also accept ``+1``, ``.5``, ``1.``, ``1.e5`` and ``01``, which
     are not JSON (orjson refuses them), and reads ``-0`` as -0.0 where orjson gives the integer
     0. Such text returns ``False``; fields strtod refuses are refused by the reader. The checks
     compare each byte with its neighbours as numpy arrays: one ``bytes.find`` per pattern would
-    cost ten times as much on a large batch.
+    cost ten times as much on a large batch. With ``values_only=False`` the text may also hold
+    other fields (record keys), which can only make the checks stricter.
     """
-    if text.translate(None, _JSON_NUMBER_BYTES):
+    if values_only and text.translate(None, _JSON_NUMBER_BYTES):
         return False
     # Digits 1-9 as "1", "E" as "e", blanks and line breaks as ",", minus signs removed, and a
     # "," either side so that every field is enclosed by commas.
@@ -553,7 +610,9 @@ def parse_csv(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
     return validate(x, schema)
 
 
-def _read_number_table(text: bytes, width: int) -> np.ndarray | None:
+def _read_number_table(
+    text: bytes, width: int, usecols: Sequence[int] | None = None
+) -> np.ndarray | None:
     """numpy's C text reader over lines of ``width`` comma-separated numbers, else ``None``.
 
     ``text`` must already be known to hold only number characters, blanks, commas and
@@ -562,7 +621,8 @@ def _read_number_table(text: bytes, width: int) -> np.ndarray | None:
     field it accepts is one ``_NUMBER_RE`` accepts, with the same value; it never creates a
     Python object per value, which makes it 3-4x faster than any route through ``float`` or
     a JSON parser. It skips empty lines (as the csv module does here) and refuses ragged
-    rows, empty fields and any field that is not entirely a number.
+    rows, empty fields and any field that is not entirely a number; ``usecols`` selects the
+    fields to read (the others are never converted).
     """
     if not text.strip():
         return None  # loadtxt would warn about empty input
@@ -574,6 +634,7 @@ def _read_number_table(text: bytes, width: int) -> np.ndarray | None:
             ndmin=2,
             comments=None,
             quotechar=None,
+            usecols=usecols,
         )
     except ValueError:
         return None
