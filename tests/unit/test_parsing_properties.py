@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from model_server.core.errors import STATUS_BY_CODE, RequestError
 from model_server.core.parsing import (
     parse_csv,
+    parse_json_body,
     parse_json_payload,
     parse_query,
     parse_records,
@@ -83,6 +85,12 @@ def test_any_json_value_gives_a_matrix_or_a_request_error(value: Any) -> None:
 @given(st.binary(max_size=200))
 def test_any_bytes_as_csv_give_a_matrix_or_a_request_error(body: bytes) -> None:
     check_outcome(lambda: parse_csv(body, SCHEMA, MAX_ROWS))
+
+
+@PROPS
+@given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_any_bytes_as_json_give_a_matrix_or_a_request_error(body: bytes) -> None:
+    check_outcome(lambda: parse_json_body(body, SCHEMA, MAX_ROWS))
 
 
 csv_cells = st.sampled_from(

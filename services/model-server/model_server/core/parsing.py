@@ -162,6 +162,13 @@ def _numbers_matrix(rows: Sequence[Sequence[Any]], width: int) -> np.ndarray | N
     return flat.reshape(len(rows), width)
 
 
+def _in_feature_order(x: np.ndarray, order: Sequence[str], schema: Schema) -> np.ndarray:
+    """``x``, whose columns ``order`` names, with its columns in the model's feature order."""
+    if tuple(order) == schema.names:
+        return x
+    return np.ascontiguousarray(x[:, [list(order).index(n) for n in schema.names]])
+
+
 def validate(x: np.ndarray, schema: Schema) -> np.ndarray:
     """Check a parsed matrix against the schema: finite values inside the manifest ranges.
 
@@ -265,9 +272,7 @@ def parse_rows(
         x = _numbers_matrix(rows_in, width)
     if x is None:
         x = _rows_exact(rows_in, order)
-    if columns is not None and tuple(columns) != schema.names:
-        x = np.ascontiguousarray(x[:, [columns.index(n) for n in schema.names]])
-    return validate(x, schema)
+    return validate(_in_feature_order(x, order, schema), schema)
 
 
 def _rows_exact(rows_in: Sequence[Any], order: Sequence[str]) -> np.ndarray:
@@ -448,9 +453,7 @@ def _json_text_fast(body: bytes, schema: Schema, max_rows: int) -> np.ndarray | 
     if not np.isfinite(x).all():
         return None  # a number orjson refuses as beyond float64 (read as inf here)
     _check_count(len(x), max_rows)
-    if tuple(order) != schema.names:
-        x = np.ascontiguousarray(x[:, [list(order).index(n) for n in schema.names]])
-    return x
+    return _in_feature_order(x, order, schema)
 
 
 @dataclass(frozen=True)
@@ -605,9 +608,7 @@ def parse_csv(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
         ],
         dtype=np.float64,
     ).reshape(len(rows), width)
-    if order is not schema.names:
-        x = np.ascontiguousarray(x[:, [list(order).index(n) for n in schema.names]])
-    return validate(x, schema)
+    return validate(_in_feature_order(x, order, schema), schema)
 
 
 def _read_number_table(
@@ -675,9 +676,7 @@ def _csv_fast(body: bytes, schema: Schema, max_rows: int) -> np.ndarray | None:
     if x is None:
         return None
     _check_count(len(x), max_rows)
-    if order is not schema.names:
-        x = np.ascontiguousarray(x[:, [list(order).index(n) for n in schema.names]])
-    return x
+    return _in_feature_order(x, order, schema)
 
 
 def parse_query(params: Iterable[tuple[str, str]], schema: Schema) -> np.ndarray:
