@@ -307,23 +307,28 @@ def render_plots(rows: list[dict[str, Any]], cores: int, out: Path) -> list[Path
     n = [r["replicas"] for r in rows]
     paths = []
 
+    def save(fig: Any, ax: Any, ylabel: str, title: str, name: str) -> Path:
+        """Label the figure's axes (replicas on x, from zero on y), write it, close it."""
+        ax.set_xlabel("replicas")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(n)
+        ax.set_ylim(bottom=0)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / name)
+        plt.close(fig)
+        return out / name
+
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     ax.plot(n, [r["ideal_rps"] for r in rows], "--", color="grey", label="ideal (linear)")
     ax.plot(n, [r["rps"] for r in rows], "o-", color="tab:blue", label="measured")
     for r in rows:
         ax.annotate(f"{r['efficiency']:.0%}", (r["replicas"], r["rps"]), textcoords="offset "
                     "points", xytext=(0, -14), ha="center", fontsize=8)  # fmt: skip
-    ax.set_xlabel("replicas")
-    ax.set_ylabel("requests/s")
-    ax.set_xticks(n)
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"Throughput against replicas ({cores}-core machine)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    paths.append(out / "throughput.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    title = f"Throughput against replicas ({cores}-core machine)"
+    paths.append(save(fig, ax, "requests/s", title, "throughput.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     ax.plot(n, [r["p99_ms"] for r in rows], "o-", color="tab:red", label="p99 (client)")
@@ -331,17 +336,8 @@ def render_plots(rows: list[dict[str, Any]], cores: int, out: Path) -> list[Path
     server = [r["server_p99_ms"] for r in rows]
     if all(v is not None for v in server):
         ax.plot(n, server, "s:", color="tab:orange", label="p99 (server)")
-    ax.set_xlabel("replicas")
-    ax.set_ylabel("latency (ms)")
-    ax.set_xticks(n)
-    ax.set_ylim(bottom=0)
-    ax.set_title("Latency against replicas (same closed-loop load)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    paths.append(out / "latency.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    title = "Latency against replicas (same closed-loop load)"
+    paths.append(save(fig, ax, "latency (ms)", title, "latency.png"))
     return paths
 
 
