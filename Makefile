@@ -21,6 +21,7 @@ help: ## Show this help
 # ---- tool environment and images -------------------------------------------------------------
 
 $(VENV)/.installed: requirements/dev.lock
+	@scripts/host.sh python-venv
 	python3 -m venv $(VENV)
 	$(PIP) install -q --require-hashes -r requirements/dev.lock
 	touch $@
@@ -49,8 +50,12 @@ $(WHEELHOUSE)/.complete: $(SERVER_LOCK) | $(VENV)/.installed
 .PHONY: wheels
 wheels: $(WHEELHOUSE)/.complete ## Download the model server's locked wheels into build/wheelhouse
 
+.PHONY: docker
+docker: ## Check that the Docker engine answers (one line saying what to do when it does not)
+	@scripts/host.sh docker
+
 .PHONY: base-image
-base-image: ## Make sure debian:bookworm-slim exists (pull, else debootstrap it)
+base-image: docker ## Make sure debian:bookworm-slim exists (pull, else debootstrap it)
 	scripts/base-image.sh
 
 .PHONY: build
@@ -60,9 +65,14 @@ build: venv base-image wheels ## Build every image of the stack
 # ---- the stack -------------------------------------------------------------------------------
 
 .PHONY: up
-up: build ## Start the whole stack, wait until healthy, print the URLs
+up: ports build ## Start the whole stack, wait until healthy, print the URLs
 	$(COMPOSE) up -d --wait --remove-orphans
 	@scripts/urls.sh
+
+# Before the build, so a taken port is reported in seconds, not after minutes of building.
+.PHONY: ports
+ports: venv docker
+	@scripts/host.sh ports
 
 .PHONY: down
 down: ## Stop the stack and remove its containers, networks and volumes
@@ -181,7 +191,7 @@ scaling-report: build loadgen-image ## Same bounded load on 1-4 capped replicas 
 
 .PHONY: bench-peers
 bench-peers: models ## Same diabetes model in ModelFleet, BentoML, MLflow (throwaway venvs), measured with wrk; reports/peers/
-	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }
+	@scripts/host.sh packages wrk
 	@# BENCH_PEERS_SECONDS (10), BENCH_PEERS_ROUNDS (2), BENCH_PEERS_CONNECTIONS (16),
 	@# BENCH_PEERS_WORKERS (1), BENCH_PEERS_STACK (1): see the script's docstring.
 	$(PY) scripts/bench_peers.py
@@ -190,7 +200,7 @@ bench-peers: models ## Same diabetes model in ModelFleet, BentoML, MLflow (throw
 
 .PHONY: wrk
 wrk: ## Install the wrk load generator (Debian package) if it is missing
-	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends wrk; }
+	@scripts/host.sh packages wrk
 
 .PHONY: bench
 bench: venv models wrk ## Speed vs constant and naive-pandas baselines, one replica and via the LB; reports/bench.json

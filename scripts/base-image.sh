@@ -19,10 +19,7 @@ if timeout 60 docker pull "$IMAGE" >/dev/null 2>&1; then
   exit 0
 fi
 echo ">> no registry: building $IMAGE from Debian's archive with debootstrap (about 35 s)"
-if ! command -v debootstrap >/dev/null 2>&1; then
-  echo "!! debootstrap is not installed (apt-get install debootstrap)" >&2
-  exit 1
-fi
+"$(dirname "$0")/host.sh" packages debootstrap
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
