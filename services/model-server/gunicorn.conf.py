@@ -16,10 +16,20 @@ import sys
 # the directory this file lives in (/app in the image), whatever the working directory.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from model_server import gunicorn_errors
 from model_server.metrics import mark_process_dead
 from model_server.settings import Settings
 
 _settings = Settings.from_env()
+
+# gunicorn's own refusals (malformed HTTP, limits below) answer JSON, not an HTML page.
+gunicorn_errors.install()
+# The same limits as nginx's (nginx/common.conf: a request line or header line fits in 8 KiB,
+# all headers in 32 KiB), so a request the load balancer accepts is never refused here. The
+# field count is not limited by nginx, only the total size: allow the most gunicorn can.
+limit_request_line = 8190
+limit_request_field_size = 8190
+limit_request_fields = 32768
 
 # Bind inside the container on all interfaces; compose only `expose`s the port to nginx.
 bind = f"0.0.0.0:{_settings.port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from flask.testing import FlaskClient
 
 
@@ -42,3 +43,16 @@ def test_metrics_is_prometheus_text(client: FlaskClient) -> None:
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain")
     assert b"modelfleet_requests_total" in response.data
+
+
+def test_gunicorn_refusals_are_json() -> None:
+    from model_server.gunicorn_errors import json_error_response
+
+    raw = json_error_response(414, "URI Too Long", "line too long (9000 > 8190)")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
+    assert b"Content-Type: application/json" in head
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert orjson.loads(body) == {
+        "error": {"code": "uri_too_long", "message": "URI Too Long: line too long (9000 > 8190)"}
+    }
