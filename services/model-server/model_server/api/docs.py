@@ -15,6 +15,7 @@ from flask.blueprints import BlueprintSetupState
 
 from model_server import __version__
 from model_server.api.common import EXTENSION_KEY, ServerState, endpoint_label, json_response
+from model_server.api.docs_kserve import kserve_paths, kserve_schemas
 from model_server.core.errors import ERROR_CODES
 from model_server.core.parsing import TENSOR_FLOAT_TYPES, TENSOR_INT_TYPES
 from model_server.core.registry import LoadedModel
@@ -180,7 +181,10 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
         "required": ["inputs"],
         "properties": {
             "id": {"type": "string"},
-            "parameters": {"type": "object"},
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_output": {"type": "boolean"}},
+            },
             "inputs": {
                 "type": "array",
                 "minItems": 1,
@@ -203,13 +207,30 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
                     "type": "object",
                     "required": ["name"],
                     "properties": {
-                        "name": {"enum": ["predict", "probability"] if classifier else ["predict"]}
+                        "name": {"enum": ["predict", "probability"] if classifier else ["predict"]},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"binary_data": {"type": "boolean"}},
+                        },
                     },
                 },
             },
         },
     }
+    v1_body = {
+        "description": "KServe V1: the instances as records or rows (inputs is a synonym)",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": [key],
+                "properties": {key: {"oneOf": [records, rows]}},
+                "additionalProperties": False,
+            }
+            for key in ("instances", "inputs")
+        ],
+    }
     return {
+        _component("V1Request", model.name): v1_body,
         _component("PredictRequest", model.name): json_body,
         _component("PredictCsv", model.name): csv_body,
         _component("InferRequest", model.name): infer,
@@ -438,45 +459,6 @@ def build_spec(st: ServerState) -> dict[str, Any]:
             "mlflow",
             {"200": _json({"type": "object", "properties": {"version": {"type": "string"}}}, "OK")},
         ),
-        "/v2": get(
-            "OIP v2 server metadata",
-            "oip-v2",
-            {"200": _json({"type": "object", "required": ["name", "version"]}, "OK")},
-        ),
-        "/v2/health/live": get(
-            "OIP v2 liveness",
-            "oip-v2",
-            {"200": _json({"type": "object", "properties": {"live": {"type": "boolean"}}}, "OK")},
-        ),
-        "/v2/health/ready": get(
-            "OIP v2 readiness",
-            "oip-v2",
-            {
-                s: _json({"type": "object", "properties": {"ready": {"type": "boolean"}}}, d)
-                for s, d in (("200", "Ready"), ("503", "Not ready"))
-            },
-        ),
-        "/v2/models/{name}": get(
-            "OIP v2 model metadata (tensor specs)",
-            "oip-v2",
-            {"200": _json(_ref("ModelMetadata"), "OK"), **_errors(404, 503)},
-            parameters=[name_param],
-        ),
-        "/v2/models/{name}/ready": get(
-            "OIP v2 model readiness",
-            "oip-v2",
-            {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
-                    },
-                    "OK",
-                ),
-                **_errors(404, 503),
-            },
-            parameters=[name_param],
-        ),
         "/healthz": get("Liveness", "health", {"200": ok_status}),
         "/readyz": get(
             "Readiness: every model loaded and verified",
@@ -525,7 +507,6 @@ def build_spec(st: ServerState) -> dict[str, Any]:
     for template, method in (
         ("/models/{name}/predict_data", "get"),
         ("/models/{name}/predict", "post"),
-        ("/v2/models/{name}/infer", "post"),
     ):
         paths[template] = {
             method: {
@@ -553,32 +534,20 @@ def build_spec(st: ServerState) -> dict[str, Any]:
                 },
             }
         }
-        paths[f"/v2/models/{name}/infer"] = {
-            "post": {
-                "summary": f"OIP v2 inference on {name} (typed tensors)",
-                "tags": ["oip-v2"],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": _ref(_component("InferRequest", name))}
-                    },
-                },
-                "responses": {
-                    "200": _json(_ref("InferResponse"), "Inference result"),
-                    **_errors(400, 413, 415, 422),
-                },
-            }
-        }
         schemas.update(model_schemas(model, st.settings.max_rows))
+    paths.update(kserve_paths(registry, _component))
+    schemas.update(kserve_schemas())
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "ModelFleet model server",
             "version": __version__,
-            "description": "scikit-learn models behind plumber, JSON, SageMaker, MLflow and "
-            "Open Inference Protocol v2 APIs. Every error is "
-            '`{"error": {"code", "message", "field"?}}`; every response carries '
-            "`X-Served-By` and echoes `X-Request-ID`.",
+            "description": "scikit-learn models behind plumber, JSON, SageMaker, MLflow, "
+            "KServe V1 and Open Inference Protocol v2 APIs. Every error is "
+            '`{"error": {"code", "message", "field"?}}`, except on the KServe V1 and OIP v2 '
+            'routes (`/v1/...`, `/v2/...`), whose specifications fix it as `{"error": '
+            '"<code>: <message>"}`; every response carries `X-Served-By` and echoes '
+            "`X-Request-ID`.",
         },
         "paths": paths,
         "components": {"schemas": schemas},

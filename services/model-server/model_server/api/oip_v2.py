@@ -1,26 +1,28 @@
 """Open Inference Protocol v2 (KServe, Triton, MLServer), REST flavour.
 
-Routes: ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``,
-``GET /v2/models/<name>``, ``GET /v2/models/<name>/ready``, ``POST /v2/models/<name>/infer``.
+Routes: ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``, and per model
+``GET /v2/models/<name>[/versions/<version>]`` (metadata), ``.../ready`` and
+``POST .../infer``. A versioned route answers only for the version loaded.
 
 Inputs (see ``core.parsing.parse_tensors``): one tensor of shape ``[N, n_features]``
 (FP64/FP32/FP16/INT*/UINT*) in feature order, or one tensor per feature named after it with
-shape ``[N]`` or ``[N, 1]``. Outputs: ``predict`` (BYTES labels for classifiers, FP64 values
-for regression) and, for classifiers, ``probability`` (FP64, P(positive class)); the request's
-``outputs`` list may select a subset.
+shape ``[N]`` or ``[N, 1]``, as JSON ``data`` or with the binary tensor data extension
+(``oip_binary``). Outputs: ``predict`` (BYTES labels for classifiers, FP64 values for
+regression) and, for classifiers, ``probability`` (FP64, P(positive class)); the request's
+``outputs`` list may select a subset and ask for binary data.
 
-Errors use the server's standard body ``{"error": {"code", "message", "field"?}}`` rather than
-the protocol's ``{"error": "<string>"}``: one error shape across every API keeps clients and
-dashboards simple, and OIP clients that print the ``error`` member still show the message.
+Errors are ``{"error": "<code>: <message>"}``, the string the protocol specifies
+(``common.error_response``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from flask import Blueprint, Response, request
 
 from model_server import __version__
+from model_server.api import oip_binary
 from model_server.api.common import (
     JSON_MIMETYPES,
     endpoint_label,
@@ -35,6 +37,9 @@ from model_server.core.parsing import decode_json, parse_tensors
 from model_server.core.registry import LoadedModel
 
 bp = Blueprint("oip_v2", __name__, url_prefix="/v2")
+# Triton's client sends no Content-Type at all; the binary extension is often sent as
+# application/octet-stream. Both carry the same request.
+_REQUEST_MIMETYPES: Final = frozenset({"", "application/json", "application/octet-stream"})
 
 
 @bp.get("")
@@ -59,32 +64,46 @@ def ready() -> Response:
     return json_response({"ready": is_ready}, 200 if is_ready else 503)
 
 
+def _versioned(name: str, version: str | None) -> LoadedModel:
+    """The model, checked against the version the route names (when it names one)."""
+    model = get_model(name)
+    if version is not None and version != model.bundle.version:
+        raise RequestError(
+            "unknown_model",
+            f"model {model.name!r} has no version {version[:40]!r}; loaded: {model.bundle.version}",
+            field="version",
+        )
+    return model
+
+
 @bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
 @endpoint_label("metadata")
-def model_metadata(name: str) -> Response:
+def model_metadata(name: str, version: str | None = None) -> Response:
     """Model metadata with the input and output tensor specifications."""
-    return json_response(metadata(get_model(name)))
+    return json_response(metadata(_versioned(name, version)))
 
 
 @bp.get("/models/<name>/ready")
+@bp.get("/models/<name>/versions/<version>/ready")
 @endpoint_label("metadata")
-def model_ready(name: str) -> Response:
+def model_ready(name: str, version: str | None = None) -> Response:
     """Model readiness (a model that failed to load answers 503)."""
-    return json_response({"name": get_model(name).name, "ready": True})
+    return json_response({"name": _versioned(name, version).name, "ready": True})
 
 
 @bp.post("/models/<name>/infer")
+@bp.post("/models/<name>/versions/<version>/infer")
 @endpoint_label("infer")
-def infer(name: str) -> Response:
-    """Run inference on typed tensors."""
-    model = get_model(name)
-    require_mimetype(JSON_MIMETYPES)
-    body = decode_json(request.get_data(cache=False))
+def infer(name: str, version: str | None = None) -> Response:
+    """Run inference on typed tensors, in JSON or with the binary tensor data extension."""
+    model = _versioned(name, version)
+    body = _read_request()
     if type(body) is not dict:
         raise RequestError("malformed_body", "the body must be an inference request object")
-    for key, kind, name in (("id", str, "a string"), ("parameters", dict, "an object")):
+    for key, kind, what in (("id", str, "a string"), ("parameters", dict, "an object")):
         if key in body and type(body[key]) is not kind:
-            raise RequestError("malformed_body", f"{key} must be {name}", field=key)
+            raise RequestError("malformed_body", f"{key} must be {what}", field=key)
     x = parse_tensors(body.get("inputs"), model.bundle.schema, state().settings.max_rows)
     result = predict(model, x)
     n = len(x)
@@ -101,9 +120,18 @@ def infer(name: str) -> Response:
         outputs.append(
             {"name": "probability", "datatype": "FP64", "shape": [n], "data": result.probabilities}
         )
+    binary = set()
+    binary_output = body.get("parameters", {}).get("binary_data_output", False)
+    if type(binary_output) is not bool:
+        raise RequestError(
+            "malformed_body", "parameters.binary_data_output must be a boolean", field="parameters"
+        )
+    if binary_output:
+        binary = {o["name"] for o in outputs}
     if "outputs" in body:
-        names = _requested_outputs(body["outputs"], {o["name"] for o in outputs})
-        outputs = [o for o in outputs if o["name"] in names]
+        wanted = _requested_outputs(body["outputs"], {o["name"] for o in outputs})
+        outputs = [o for o in outputs if o["name"] in wanted]
+        binary = (binary & set(wanted)) | {k for k, as_binary in wanted.items() if as_binary}
     response: dict[str, Any] = {
         "model_name": model.name,
         "model_version": model.bundle.version,
@@ -111,16 +139,49 @@ def infer(name: str) -> Response:
     }
     if "id" in body:
         response["id"] = body["id"]
-    return json_response(response)
+    payload, header_length = oip_binary.frame_response(response, binary)
+    if header_length is None:
+        return Response(payload, mimetype="application/json")
+    return Response(
+        payload,
+        mimetype="application/octet-stream",
+        headers={oip_binary.HEADER_LENGTH: str(header_length)},
+    )
 
 
-def _requested_outputs(wanted: Any, available: set[str]) -> set[str]:
+def _read_request() -> Any:
+    """The inference request: JSON (also without a Content-Type, as Triton's client sends
+    it), or the binary extension's JSON header with its inputs' binary data attached."""
+    if request.mimetype not in _REQUEST_MIMETYPES:
+        require_mimetype(JSON_MIMETYPES)  # names the supported type in a 415
+    raw = request.get_data(cache=False)
+    header_length = request.headers.get(oip_binary.HEADER_LENGTH)
+    if header_length is None:
+        return decode_json(raw)
+    body, data = oip_binary.split_request(raw, header_length)
+    if type(body) is dict:
+        oip_binary.attach_binary_inputs(body.get("inputs"), data)
+    elif len(data):
+        raise RequestError("malformed_body", "the body must be an inference request object")
+    return body
+
+
+def _requested_outputs(wanted: Any, available: set[str]) -> dict[str, bool]:
+    """The requested output names, each with whether it was asked for in binary."""
     if type(wanted) is not list or not all(
-        type(o) is dict and type(o.get("name")) is str for o in wanted
+        type(o) is dict
+        and type(o.get("name")) is str
+        and type(o.get("parameters", {})) is dict
+        and type(o.get("parameters", {}).get("binary_data", False)) is bool
+        for o in wanted
     ):
-        raise RequestError("malformed_body", 'outputs must be an array of {"name": ...} objects')
-    names = {o["name"] for o in wanted}
-    unknown = names - available
+        raise RequestError(
+            "malformed_body",
+            'outputs must be an array of {"name": ..., "parameters"?: {"binary_data"?: bool}}',
+            field="outputs",
+        )
+    names = {o["name"]: o.get("parameters", {}).get("binary_data", False) for o in wanted}
+    unknown = set(names) - available
     if unknown:
         raise RequestError(
             "malformed_body",

@@ -62,5 +62,15 @@ class RequestError(Exception):
             body["field"] = self.field
         return {"error": body}
 
+    def to_message_dict(self) -> dict[str, object]:
+        """``{"error": "<code>: <message>"}``: the form the OIP v2 and KServe V1 specs fix.
+
+        The field is named in the string when the message does not already name it.
+        """
+        text = f"{self.code}: {self.message}"
+        if self.field is not None and self.field not in self.message:
+            text += f" (field {self.field!r})"
+        return {"error": text}
+
     def __repr__(self) -> str:
         return f"RequestError({self.code!r}, {self.message!r}, field={self.field!r})"

@@ -754,7 +754,17 @@ def _tensor(spec: Any, index: int, max_rows: int) -> tuple[str, list[int], np.nd
         raise RequestError(
             "malformed_body", f"tensor {name!r}: shape {shape} is too large", field=name
         )
-    flat = _flatten(spec.get("data"), name)
+    data = spec.get("data")
+    if isinstance(data, np.ndarray):
+        # Already decoded from the binary tensor extension, in the tensor's own datatype.
+        if data.size != size:
+            raise RequestError(
+                "malformed_body",
+                f"tensor {name!r}: shape {shape} needs {size} values, data has {data.size}",
+                field=name,
+            )
+        return name, shape, data.astype(np.float64)
+    flat = _flatten(data, name)
     if len(flat) != size:
         raise RequestError(
             "malformed_body",
