@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,19 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.stack.stackctl import Stack
+from tests.stack.stackctl import Stack, require_docker
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _docker_available() -> str | None:
-    """Return why Docker cannot be used here, or None when it can."""
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    probe = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0:
-        return f"the Docker engine does not answer: {probe.stderr.strip()[:200]}"
-    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,11 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """Start the compose stack once for the session, wait until healthy, tear it down after."""
-    reason = _docker_available()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"stack tests are mandatory on CI, but {reason}")
-        pytest.skip(reason)
+    require_docker()
     env = {
         "COMPOSE_PROJECT_NAME": os.environ.get("MODELFLEET_TEST_PROJECT", "modelfleet-test"),
         "LB_PORT": os.environ.get("MODELFLEET_TEST_LB_PORT", "18080"),
