@@ -227,3 +227,23 @@ def test_v2_version_routes_answer_for_the_loaded_version_only(client: FlaskClien
 def test_own_routes_keep_the_error_object(client: FlaskClient) -> None:
     response = client.post("/models/diabetes/predict", json={"instances": [[1, 3]]})
     assert response.get_json()["error"]["code"] == "wrong_width"
+
+
+@pytest.mark.parametrize("path", ["/v1/models/diabetes:predict", "/v2/models/diabetes/infer"])
+def test_curl_d_form_type_is_read_as_json(client: FlaskClient, path: str) -> None:
+    # `curl -d` labels its body application/x-www-form-urlencoded; KServe's servers ignore it.
+    body = (
+        {"instances": [ROW]}
+        if path.startswith("/v1/")
+        else {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": ROW}]}
+    )
+    response = client.post(
+        path, data=orjson.dumps(body), content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200
+
+
+def test_other_media_types_are_415_on_v1(client: FlaskClient) -> None:
+    response = client.post("/v1/models/diabetes:predict", data="1,3,1", content_type="text/csv")
+    assert response.status_code == 415
+    assert "application/json" in response.get_json()["error"]

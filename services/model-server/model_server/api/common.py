@@ -25,6 +25,11 @@ REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}", re.ASCII)
 #: json-errors.conf makes the same choice for the errors it answers itself).
 MESSAGE_ERROR_PREFIXES: Final = ("/v1/", "/v2/")
 JSON_MIMETYPES: Final = frozenset({"application/json"})
+#: What KServe's and Triton's servers read as JSON: they ignore the Content-Type, and their
+#: users' requests come without one (Triton's client) or with curl -d's form type.
+KSERVE_JSON_MIMETYPES: Final = frozenset(
+    {"", "application/json", "application/x-www-form-urlencoded"}
+)
 CSV_MIMETYPES: Final = frozenset({"text/csv"})
 
 F = TypeVar("F", bound=Callable[..., Any])

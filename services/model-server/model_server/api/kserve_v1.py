@@ -20,6 +20,7 @@ from werkzeug.routing import BaseConverter
 
 from model_server.api.common import (
     JSON_MIMETYPES,
+    KSERVE_JSON_MIMETYPES,
     endpoint_label,
     get_model,
     json_response,
@@ -71,8 +72,8 @@ def model_ready(name: str) -> Response:
 def predict_v1(name: str) -> Response:
     """Predict the instances of a V1 request."""
     model = get_model(name)
-    if request.mimetype:  # KServe's servers read a body without a Content-Type as JSON
-        require_mimetype(JSON_MIMETYPES)
+    if request.mimetype not in KSERVE_JSON_MIMETYPES:
+        require_mimetype(JSON_MIMETYPES)  # names the supported type in a 415
     body = decode_json(request.get_data(cache=False))
     instances = _instances(body)
     x = parse_batch(instances, model.bundle.schema, state().settings.max_rows)

@@ -25,6 +25,7 @@ from model_server import __version__
 from model_server.api import oip_binary
 from model_server.api.common import (
     JSON_MIMETYPES,
+    KSERVE_JSON_MIMETYPES,
     endpoint_label,
     get_model,
     json_response,
@@ -37,9 +38,8 @@ from model_server.core.parsing import decode_json, parse_tensors
 from model_server.core.registry import LoadedModel
 
 bp = Blueprint("oip_v2", __name__, url_prefix="/v2")
-# Triton's client sends no Content-Type at all; the binary extension is often sent as
-# application/octet-stream. Both carry the same request.
-_REQUEST_MIMETYPES: Final = frozenset({"", "application/json", "application/octet-stream"})
+# The binary extension is often sent as application/octet-stream (KServe's client does).
+_REQUEST_MIMETYPES: Final = KSERVE_JSON_MIMETYPES | {"application/octet-stream"}
 
 
 @bp.get("")
