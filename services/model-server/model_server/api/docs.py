@@ -16,6 +16,7 @@ from flask.blueprints import BlueprintSetupState
 from model_server import __version__
 from model_server.api.common import EXTENSION_KEY, ServerState, endpoint_label, json_response
 from model_server.api.docs_kserve import kserve_paths, kserve_schemas
+from model_server.api.openapi_parts import errors, json_content, ref
 from model_server.core.errors import ERROR_CODES
 from model_server.core.parsing import TENSOR_FLOAT_TYPES, TENSOR_INT_TYPES
 from model_server.core.registry import LoadedModel
@@ -49,27 +50,6 @@ def docs() -> Response:
 
 # --------------------------------------------------------------------------------------------
 # The specification
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    texts = {
-        400: "Malformed body (invalid JSON or CSV, or a shape no route accepts)",
-        404: "Unknown model",
-        413: "Too many rows or body too large",
-        415: "Unsupported Content-Type",
-        422: "Invalid input: missing/unknown feature, non-numeric, non-finite, out of range, "
-        "wrong width, empty batch",
-        503: "Model failed verification (server not ready)",
-    }
-    return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
 
 
 def _component(kind: str, model: str) -> str:
@@ -313,7 +293,7 @@ def build_spec(st: ServerState) -> dict[str, Any]:
             "required": ["default_model", "models"],
             "properties": {
                 "default_model": {"type": "string"},
-                "models": {"type": "array", "items": _ref("ModelSummary")},
+                "models": {"type": "array", "items": ref("ModelSummary")},
                 "failed_models": {"type": "array", "items": {"type": "string"}},
             },
         },
@@ -383,16 +363,16 @@ def build_spec(st: ServerState) -> dict[str, Any]:
         return {
             "required": True,
             "content": {
-                "application/json": {"schema": _ref(_component("PredictRequest", model))},
-                "text/csv": {"schema": _ref(_component("PredictCsv", model))},
+                "application/json": {"schema": ref(_component("PredictRequest", model))},
+                "text/csv": {"schema": ref(_component("PredictCsv", model))},
             },
         }
 
     def get(summary: str, tag: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {"get": {"summary": summary, "tags": [tag], "responses": responses, **extra}}
 
-    ok_status = _json(status_body, "OK")
-    not_ready = _json(status_body, "Not ready")
+    ok_status = json_content(status_body, "OK")
+    not_ready = json_content(status_body, "Not ready")
 
     def query_params(model: LoadedModel | None) -> list[dict[str, Any]]:
         if model is None:
@@ -412,14 +392,19 @@ def build_spec(st: ServerState) -> dict[str, Any]:
         "/predict_data": get(
             f"Plumber-compatible prediction on the default model ({registry.default_model})",
             "plumber",
-            {"200": _json(_ref("PlumberAnswer"), "Prediction"), **_errors(400, 422, 503)},
+            {
+                "200": json_content(ref("PlumberAnswer"), "Prediction"),
+                **errors("Error", 400, 422, 503),
+            },
             parameters=query_params(default),
         ),
-        "/models": get("List the loaded models", "models", {"200": _json(_ref("ModelList"), "OK")}),
+        "/models": get(
+            "List the loaded models", "models", {"200": json_content(ref("ModelList"), "OK")}
+        ),
         "/models/{name}": get(
             "The model's manifest",
             "models",
-            {"200": _json(_ref("Manifest"), "Manifest"), **_errors(404, 503)},
+            {"200": json_content(ref("Manifest"), "Manifest"), **errors("Error", 404, 503)},
             parameters=[name_param],
         ),
         "/ping": get("SageMaker health check", "sagemaker", {"200": ok_status, "503": not_ready}),
@@ -445,11 +430,11 @@ def build_spec(st: ServerState) -> dict[str, Any]:
                     "200": {
                         "description": "Predictions (CSV lines if Accept prefers text/csv)",
                         "content": {
-                            "application/json": {"schema": _ref("InvocationsResponse")},
+                            "application/json": {"schema": ref("InvocationsResponse")},
                             "text/csv": {"schema": {"type": "string"}},
                         },
                     },
-                    **_errors(400, 404, 413, 415, 422, 503),
+                    **errors("Error", 400, 404, 413, 415, 422, 503),
                 },
             }
         },
@@ -457,13 +442,20 @@ def build_spec(st: ServerState) -> dict[str, Any]:
         "/version": get(
             "Server version (MLflow route)",
             "mlflow",
-            {"200": _json({"type": "object", "properties": {"version": {"type": "string"}}}, "OK")},
+            {
+                "200": json_content(
+                    {"type": "object", "properties": {"version": {"type": "string"}}}, "OK"
+                )
+            },
         ),
         "/healthz": get("Liveness", "health", {"200": ok_status}),
         "/readyz": get(
             "Readiness: every model loaded and verified",
             "health",
-            {"200": _json(_ref("Ready"), "Ready"), "503": _json(_ref("Ready"), "Not ready")},
+            {
+                "200": json_content(ref("Ready"), "Ready"),
+                "503": json_content(ref("Ready"), "Not ready"),
+            },
         ),
         "/metrics": get(
             "Prometheus metrics (text exposition format)",
@@ -476,7 +468,7 @@ def build_spec(st: ServerState) -> dict[str, Any]:
             },
         ),
         "/openapi.json": get(
-            "This OpenAPI document", "docs", {"200": _json({"type": "object"}, "OK")}
+            "This OpenAPI document", "docs", {"200": json_content({"type": "object"}, "OK")}
         ),
         "/docs": get(
             "Human-readable API documentation",
@@ -500,9 +492,9 @@ def build_spec(st: ServerState) -> dict[str, Any]:
         "schema": {"type": "string", "not": {"enum": names}},
     }
     unknown = {
-        "404": _json(_ref("Error"), "Unknown model"),
+        "404": json_content(ref("Error"), "Unknown model"),
         # A loaded model's name is served by its own operation; these are its refusals.
-        **_errors(400, 413, 415, 422),
+        **errors("Error", 400, 413, 415, 422),
     }
     for template, method in (
         ("/models/{name}/predict_data", "get"),
@@ -520,7 +512,7 @@ def build_spec(st: ServerState) -> dict[str, Any]:
         paths[f"/models/{name}/predict_data"] = get(
             f"Plumber-compatible prediction on {name}; one query parameter per feature",
             "plumber",
-            {"200": _json(_ref("PlumberAnswer"), "Prediction"), **_errors(400, 422)},
+            {"200": json_content(ref("PlumberAnswer"), "Prediction"), **errors("Error", 400, 422)},
             parameters=query_params(model),
         )
         paths[f"/models/{name}/predict"] = {
@@ -529,8 +521,8 @@ def build_spec(st: ServerState) -> dict[str, Any]:
                 "tags": ["predict"],
                 "requestBody": predict_body(name),
                 "responses": {
-                    "200": _json(_ref("PredictResponse"), "Predictions"),
-                    **_errors(400, 413, 415, 422),
+                    "200": json_content(ref("PredictResponse"), "Predictions"),
+                    **errors("Error", 400, 413, 415, 422),
                 },
             }
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_server.api.openapi_parts import errors, json_content, ref
 from model_server.core.registry import ModelRegistry
 
 TAG_V2 = "oip-v2"
@@ -18,27 +19,6 @@ MESSAGE_ERROR: dict[str, Any] = {
     "required": ["error"],
     "properties": {"error": {"type": "string", "description": "<code>: <message>"}},
 }
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    texts = {
-        400: "Malformed body",
-        404: "Unknown model or version",
-        413: "Too many rows or body too large",
-        415: "Unsupported Content-Type",
-        422: "Invalid input: missing/unknown feature, non-numeric, non-finite, out of range, "
-        "wrong width, empty batch",
-        503: "Model failed verification (server not ready)",
-    }
-    return {str(s): _json(_ref("MessageError"), texts[s]) for s in statuses}
 
 
 def _obj(**props: dict[str, Any]) -> dict[str, Any]:
@@ -81,41 +61,48 @@ def kserve_paths(registry: ModelRegistry, component: Any) -> dict[str, Any]:
     names = sorted(registry.models) or [registry.default_model]
     name_param = _path_param("name", names, "Model name")
     boolean = {"type": "boolean"}
-    ready = {"200": _json(_obj(name={"type": "string"}, ready=boolean), "Ready")}
+    ready = {"200": json_content(_obj(name={"type": "string"}, ready=boolean), "Ready")}
     paths: dict[str, Any] = {
         "/": _get(
             "Liveness, as KServe's servers answer it (KServe V1 client)",
             TAG_V1,
-            {"200": _json(_obj(status={"const": "alive"}), "Alive")},
+            {"200": json_content(_obj(status={"const": "alive"}), "Alive")},
         ),
         "/v1/models": _get(
             "KServe V1: names of the loaded models",
             TAG_V1,
-            {"200": _json(_obj(models={"type": "array", "items": {"type": "string"}}), "OK")},
+            {
+                "200": json_content(
+                    _obj(models={"type": "array", "items": {"type": "string"}}), "OK"
+                )
+            },
         ),
         "/v1/models/{name}": _get(
             "KServe V1 model readiness",
             TAG_V1,
-            {**ready, **_errors(404, 503)},
+            {**ready, **errors("MessageError", 404, 503)},
             parameters=[name_param],
         ),
         "/v2": _get(
             "OIP v2 server metadata",
             TAG_V2,
-            {"200": _json({"type": "object", "required": ["name", "version"]}, "OK")},
+            {"200": json_content({"type": "object", "required": ["name", "version"]}, "OK")},
         ),
         "/v2/health/live": _get(
-            "OIP v2 liveness", TAG_V2, {"200": _json(_obj(live=boolean), "OK")}
+            "OIP v2 liveness", TAG_V2, {"200": json_content(_obj(live=boolean), "OK")}
         ),
         "/v2/health/ready": _get(
             "OIP v2 readiness",
             TAG_V2,
-            {s: _json(_obj(ready=boolean), d) for s, d in (("200", "Ready"), ("503", "Not ready"))},
+            {
+                s: json_content(_obj(ready=boolean), d)
+                for s, d in (("200", "Ready"), ("503", "Not ready"))
+            },
         ),
     }
     versions = sorted({m.bundle.version for m in registry.models.values()}) or ["0"]
     version_param = _path_param("version", versions, "A loaded version of the model")
-    metadata = {"200": _json(_ref("ModelMetadata"), "OK"), **_errors(404, 503)}
+    metadata = {"200": json_content(ref("ModelMetadata"), "OK"), **errors("MessageError", 404, 503)}
     for prefix, params in (
         ("/v2/models/{name}", [name_param]),
         ("/v2/models/{name}/versions/{version}", [name_param, version_param]),
@@ -124,7 +111,10 @@ def kserve_paths(registry: ModelRegistry, component: Any) -> dict[str, Any]:
             "OIP v2 model metadata (tensor specs)", TAG_V2, metadata, parameters=params
         )
         paths[f"{prefix}/ready"] = _get(
-            "OIP v2 model readiness", TAG_V2, {**ready, **_errors(404, 503)}, parameters=params
+            "OIP v2 model readiness",
+            TAG_V2,
+            {**ready, **errors("MessageError", 404, 503)},
+            parameters=params,
         )
     # Templates for names that are not loaded models (each loaded model has its own
     # operations below, whose bodies depend on its features): they answer 404.
@@ -135,7 +125,10 @@ def kserve_paths(registry: ModelRegistry, component: Any) -> dict[str, Any]:
         "description": "Not a loaded model (each model has its own operations)",
         "schema": {"type": "string", "not": {"enum": names}, "pattern": "^[^:]*$"},
     }
-    unknown = {"parameters": [unknown_param], "responses": _errors(400, 404, 413, 415, 422)}
+    unknown = {
+        "parameters": [unknown_param],
+        "responses": errors("MessageError", 400, 404, 413, 415, 422),
+    }
     paths["/v1/models/{name}:predict"] = {
         "post": {"summary": "Any name that is not a loaded model", "tags": [TAG_V1], **unknown}
     }
@@ -157,18 +150,18 @@ def kserve_paths(registry: ModelRegistry, component: Any) -> dict[str, Any]:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {"schema": _ref(component("InferRequest", name))}
+                        "application/json": {"schema": ref(component("InferRequest", name))}
                     },
                 },
                 "responses": {
                     "200": {
                         "description": "Inference result",
                         "content": {
-                            "application/json": {"schema": _ref("InferResponse")},
+                            "application/json": {"schema": ref("InferResponse")},
                             "application/octet-stream": {"schema": {"type": "string"}},
                         },
                     },
-                    **_errors(400, 404, 413, 415, 422),
+                    **errors("MessageError", 400, 404, 413, 415, 422),
                 },
             }
         }
@@ -181,11 +174,11 @@ def kserve_paths(registry: ModelRegistry, component: Any) -> dict[str, Any]:
                 "tags": [TAG_V1],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref(component("V1Request", name))}},
+                    "content": {"application/json": {"schema": ref(component("V1Request", name))}},
                 },
                 "responses": {
-                    "200": _json(_ref("V1Predictions"), "Predictions"),
-                    **_errors(400, 413, 415, 422),
+                    "200": json_content(ref("V1Predictions"), "Predictions"),
+                    **errors("MessageError", 400, 413, 415, 422),
                 },
             }
         }
