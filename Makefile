@@ -131,9 +131,11 @@ serve: models ## Run one model server on 127.0.0.1:8000 without Docker
 # ---- checks -------------------------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv ## Lint and format-check Python (ruff)
+lint: venv ## Lint, format-check and type-check Python (ruff, mypy; strict on the prediction core)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict services/model-server/model_server/core
 
 .PHONY: test-unit
 test-unit: venv ## Unit and property tests of the model server and monitoring files

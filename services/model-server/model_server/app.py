@@ -128,7 +128,7 @@ def _register_hooks(app: Flask, st: ServerState) -> None:
     @app.before_request
     def start_request() -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
-        ctx = g._get_current_object()  # type: ignore[attr-defined]
+        ctx = g._get_current_object()
         ctx.started = time.perf_counter()
         incoming = req.environ.get("HTTP_X_REQUEST_ID", "")  # = headers.get("X-Request-ID")
         ctx.request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
@@ -139,7 +139,7 @@ def _register_hooks(app: Flask, st: ServerState) -> None:
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        ctx = g._get_current_object()  # type: ignore[attr-defined]
+        ctx = g._get_current_object()
         headers = response.headers
         headers["X-Served-By"] = replica_id
         request_id = getattr(ctx, "request_id", None)

@@ -172,7 +172,7 @@ def _deterministic_skops(model: Any) -> bytes:
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
-            out = {}
+            out: dict[str, Any] = {}
             for key, value in node.items():
                 if key == "__id__":
                     out[key] = int(renumber(str(value)))

@@ -108,7 +108,7 @@ def infer(name: str, version: str | None = None) -> Response:
     result = predict(model, x)
     n = len(x)
     classifier = result.probabilities is not None
-    outputs = [
+    outputs: list[dict[str, Any]] = [
         {
             "name": "predict",
             "datatype": "BYTES" if classifier else "FP64",
@@ -120,7 +120,7 @@ def infer(name: str, version: str | None = None) -> Response:
         outputs.append(
             {"name": "probability", "datatype": "FP64", "shape": [n], "data": result.probabilities}
         )
-    binary = set()
+    binary: set[str] = set()
     binary_output = body.get("parameters", {}).get("binary_data_output", False)
     if type(binary_output) is not bool:
         raise RequestError(

@@ -42,7 +42,7 @@ def answer_body(result: Prediction) -> dict[str, Any]:
     """Plumber's answer: labels for classifiers, values rounded to 4 decimals for regression."""
     if result.probabilities is not None:
         return {"Answer": result.predictions}
-    return {"Answer": [round(v, 4) for v in result.predictions]}
+    return {"Answer": [round(float(v), 4) for v in result.predictions]}
 
 
 def split_plain_query(qs: str) -> list[tuple[str, str]] | None:

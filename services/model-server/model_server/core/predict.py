@@ -77,20 +77,23 @@ class Predictor:
     def positive_proba(self, x: np.ndarray) -> np.ndarray:
         """Classifiers: the positive class's probability per row (``predict_proba``'s column)."""
         if self._linear is None:
-            return self._model.predict_proba(x)[:, self._positive]
+            proba: np.ndarray = self._model.predict_proba(x)
+            return proba[:, self._positive]
         coef, intercept = self._linear
         # LogisticRegression._predict_proba_lr: expit(X @ coef_.T + intercept_), stacked as
         # [1 - p, p]; the same operations on the same arrays give the same bits.
-        scores = x @ coef + intercept
-        p = expit(scores, out=scores).reshape(-1)
+        scores: np.ndarray = x @ coef + intercept
+        p: np.ndarray = expit(scores, out=scores).reshape(-1)
         return p if self._positive == 1 else 1 - p
 
     def values(self, x: np.ndarray) -> np.ndarray:
         """Regression: the predicted value per row (``predict``)."""
         if self._linear is None:
-            return self._model.predict(x)
+            values: np.ndarray = self._model.predict(x)
+            return values
         coef, intercept = self._linear
-        return x @ coef + intercept  # LinearModel._decision_function
+        linear: np.ndarray = x @ coef + intercept  # LinearModel._decision_function
+        return linear
 
     def predict(self, x: np.ndarray) -> Prediction:
         """Predict a validated ``(n_rows, n_features)`` float64 matrix."""
