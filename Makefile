@@ -138,8 +138,8 @@ lint: venv ## Lint, format-check and type-check Python (ruff, mypy; strict on th
 	$(VENV)/bin/mypy --strict services/model-server/model_server/core
 
 .PHONY: test-unit
-test-unit: venv ## Unit and property tests of the model server and monitoring files
-	$(VENV)/bin/pytest -m "not stack"
+test-unit: venv ## Unit and property tests of the model server and monitoring files, with a coverage floor
+	$(VENV)/bin/pytest -m "not stack" --cov --cov-report=term
 
 .PHONY: test-stack
 test-stack: build loadgen-image clients ## Stack tests: start a real compose stack (own project and ports) and test it

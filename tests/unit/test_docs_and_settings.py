@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,27 @@ def test_invalid_settings_fail_at_start_naming_the_variable(env: dict[str, str])
         Settings.from_env(env)
 
 
-def test_settings_are_frozen() -> None:
-    with pytest.raises(AttributeError):
-        Settings().port = 1  # type: ignore[misc]
+def test_a_field_type_without_a_converter_is_a_programming_error() -> None:
+    @dataclass(frozen=True)
+    class WithFloat(Settings):
+        ratio: float = 0.5
+
+    with pytest.raises(TypeError, match="MODELFLEET_RATIO"):
+        WithFloat.from_env({"MODELFLEET_RATIO": "0.7"})
+
+
+def test_every_settings_field_type_converts() -> None:
+    converted = Settings.from_env(
+        {
+            "MODELFLEET_WORKERS": "3",
+            "MODELFLEET_ACCESS_LOG": "yes",
+            "MODELFLEET_MODEL_DIR": "/models",
+            "MODELFLEET_LOG_LEVEL": " debug ",
+            "PROMETHEUS_MULTIPROC_DIR": "/tmp/m",
+        }
+    )
+    assert converted.workers == 3
+    assert converted.access_log is True
+    assert converted.model_dir == Path("/models")
+    assert converted.log_level == "DEBUG"
+    assert converted.prometheus_multiproc_dir == "/tmp/m"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, get_type_hints
 
 PREFIX: Final = "MODELFLEET_"
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -84,6 +84,7 @@ class Settings:
             ValueError: naming the variable, if a value cannot be converted or is invalid.
         """
         env = os.environ if environ is None else environ
+        types = get_type_hints(cls)  # the annotations are strings (from __future__)
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = (
@@ -94,27 +95,38 @@ class Settings:
             raw = env.get(key)
             if raw is None or raw == "":
                 continue
-            values[f.name] = _convert(key, f.type, raw)
+            values[f.name] = _convert(key, types[f.name], raw)
         return cls(**values)
 
 
-def _convert(key: str, type_name: Any, raw: str) -> Any:
-    # Field types are strings (from __future__ annotations); only a few shapes are used.
-    type_name = str(type_name)
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+#: How a variable's text becomes each field type. A field of any other type is a programming
+#: error that ``from_env`` reports, rather than passing the text through unconverted.
+_CONVERTERS: dict[Any, Callable[[str], Any]] = {
+    int: int,
+    bool: _parse_bool,
+    Path: Path,
+    str: str,
+    str | None: str,
+}
+
+
+def _convert(key: str, field_type: Any, raw: str) -> Any:
+    converter = _CONVERTERS.get(field_type)
+    if converter is None:
+        raise TypeError(f"{key}: settings have no converter for fields of type {field_type!r}")
     try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "bool":
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if type_name == "Path":
-            return Path(raw)
-        if type_name == "str" and key.endswith("LOG_LEVEL"):
-            return raw.strip().upper()
-        return raw
+        value = converter(raw)
     except ValueError:
-        raise ValueError(f"{key}={raw!r} is not a valid {type_name}") from None
+        raise ValueError(
+            f"{key}={raw!r} is not a valid {getattr(field_type, '__name__', field_type)}"
+        ) from None
+    return value.strip().upper() if key.endswith("LOG_LEVEL") else value
