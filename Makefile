@@ -125,8 +125,13 @@ lint: venv ## Lint and format-check Python (ruff)
 test-unit: venv ## Unit and property tests of the model server and monitoring files
 	$(VENV)/bin/pytest -m "not stack"
 
+# The dashboard stack test drives Debian's Chromium through Debian's chromedriver.
+.PHONY: browser
+browser: ## Install headless Chromium and chromedriver (Debian packages) if missing
+	@scripts/host.sh packages chromium:chromium chromedriver:chromium-driver
+
 .PHONY: test-stack
-test-stack: build loadgen-image ## Stack tests: start a real compose stack (own project and ports) and test it
+test-stack: build loadgen-image browser ## Stack tests: start a real compose stack (own project and ports) and test it
 	$(VENV)/bin/pytest -m stack
 
 .PHONY: test
