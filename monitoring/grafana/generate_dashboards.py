@@ -224,8 +224,10 @@ def overview():
         ),
         stat(
             "Server error ratio",
+            # `>= 0` drops the NaN ratio (0/0) of a model idle for the last minute, which
+            # would make the whole sum NaN.
             f"sum(model:modelfleet_requests:rate1m{{{M}}}"
-            f" * model:modelfleet_requests_5xx:ratio_rate1m{{{M}}})"
+            f" * (model:modelfleet_requests_5xx:ratio_rate1m{{{M}}} >= 0))"
             f" / sum(model:modelfleet_requests:rate1m{{{M}}})",
             unit="percentunit",
             thresholds=red(0.001),
