@@ -66,18 +66,20 @@ def _variable_form(var: dict) -> str:
     """A select for a regex variable; Prometheus fills in the choices when serving the page."""
     promql, label = variable_query(var["definition"])
     name, all_value = var["name"], var["allValue"]
-    # Go template: the current value is the URL parameter, else the All value.
+    # Go template: the current value is the URL parameter, else the All value; a value that is
+    # neither All nor a listed choice (any regex typed into the URL) is added as its own choice.
     return (
         f'<form class="mf-var" method="get" data-var={attr(name)} data-all={attr(all_value)}>'
         f"<label>{text(var.get('label', name))} "
         f'{{{{ $v := or (index .Params "{name}") "{all_value}" }}}}'
+        f'{{{{ $listed := eq $v "{all_value}" }}}}'
         f'<select name="{name}" onchange="this.form.submit()">'
         f'<option value="{html.escape(all_value)}">All</option>'
         f'{{{{ range query "{promql}" | sortByLabel "{label}" }}}}'
         f"{{{{ $x := .Labels.{label} }}}}"
-        f"<option{{{{ if eq $x $v }}}} selected{{{{ end }}}}>{{{{ $x }}}}</option>"
+        "<option{{ if eq $x $v }} selected{{ $listed = true }}{{ end }}>{{ $x }}</option>"
         "{{ end }}"
-        f'{{{{ if ne $v "{all_value}" }}}}<option selected>{{{{ $v }}}}</option>{{{{ end }}}}'
+        "{{ if not $listed }}<option selected>{{ $v }}</option>{{ end }}"
         "</select></label></form>"
     )
 

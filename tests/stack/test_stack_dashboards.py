@@ -168,6 +168,8 @@ def test_the_model_parameter_narrows_the_panels_to_one_model(
     url = f"{loaded_stack.prometheus_url}/consoles/overview.html?model=diabetes{TIME_RANGE}"
     panels = _open_dashboard(browser, url)
     _assert_drawn_with_data("overview?model=diabetes", panels, _browser_errors(browser))
+    options = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "select[name=model] option")]
+    assert options[0] == "All" and "diabetes" in options and len(set(options)) == len(options)
     selected = browser.find_element(By.CSS_SELECTOR, "select[name=model] option:checked")
     assert selected.text == "diabetes"
     legend = browser.find_element(
