@@ -141,8 +141,13 @@ lint: venv ## Lint, format-check and type-check Python (ruff, mypy; strict on th
 test-unit: venv ## Unit and property tests of the model server and monitoring files, with a coverage floor
 	$(VENV)/bin/pytest -m "not stack" --cov --cov-report=term
 
+# The dashboard stack test drives Debian's Chromium through Debian's chromedriver.
+.PHONY: browser
+browser: ## Install headless Chromium and chromedriver (Debian packages) if missing
+	@scripts/host.sh packages chromium:chromium chromedriver:chromium-driver
+
 .PHONY: test-stack
-test-stack: build loadgen-image clients ## Stack tests: start a real compose stack (own project and ports) and test it
+test-stack: build loadgen-image clients browser ## Stack tests: start a real compose stack (own project and ports) and test it
 	$(VENV)/bin/pytest -m stack
 
 .PHONY: test

@@ -11,4 +11,5 @@ cat <<MSG
   load balancer  http://$lb/predict_data?pregnant=1&glucose=3&pressure=1
   API docs       http://$lb/docs
   Prometheus     http://$prom
+  Dashboards     http://$prom/consoles/index.html  (the Grafana dashboards' panels; Grafana: make dashboards)
 MSG

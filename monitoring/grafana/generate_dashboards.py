@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Generate the ModelFleet Grafana dashboards (monitoring/grafana/dashboards/*.json).
+"""Generate the ModelFleet dashboards: Grafana's and the Prometheus console pages.
 
-The JSON files are committed (Grafana provisions them as they are); this script is how they
-are written. Edit the panel lists below, then run:
+From the one panel list of each dashboard below it writes
+- monitoring/grafana/dashboards/*.json, which Grafana provisions as they are, and
+- monitoring/prometheus/consoles/*.html (and index.html), the same panels and queries served
+  by Prometheus itself at /consoles/ (console_pages.py translates; no Grafana needed).
+The files are committed; this script is how they are written. Edit the panel lists, then run:
 
-    python3 monitoring/grafana/generate_dashboards.py          # rewrite the JSON files
-    python3 monitoring/grafana/generate_dashboards.py --check  # exit 1 if they are stale
+    python3 monitoring/grafana/generate_dashboards.py          # rewrite the files
+    python3 monitoring/grafana/generate_dashboards.py --check  # exit 1 if any is stale
 
-tests/monitoring/test_dashboards.py runs the check, so a hand edit of the JSON fails CI.
+tests/monitoring/test_dashboards.py runs the check, so a hand edit of a generated file fails CI.
 Standard library only: it runs anywhere Python 3.9+ does.
 
 Conventions (tests/monitoring/ relies on them):
@@ -27,7 +30,11 @@ import json
 import sys
 from pathlib import Path
 
-OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+import console_pages
+
+MONITORING = Path(__file__).resolve().parents[1]
+OUT_DIR = MONITORING / "grafana" / "dashboards"
+CONSOLES_DIR = MONITORING / "prometheus" / "consoles"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 # Grafana 10's dashboard schema; older Grafanas migrate it on load.
 SCHEMA_VERSION = 38
@@ -217,8 +224,10 @@ def overview():
         ),
         stat(
             "Server error ratio",
+            # `>= 0` drops the NaN ratio (0/0) of a model idle for the last minute, which
+            # would make the whole sum NaN.
             f"sum(model:modelfleet_requests:rate1m{{{M}}}"
-            f" * model:modelfleet_requests_5xx:ratio_rate1m{{{M}}})"
+            f" * (model:modelfleet_requests_5xx:ratio_rate1m{{{M}}} >= 0))"
             f" / sum(model:modelfleet_requests:rate1m{{{M}}})",
             unit="percentunit",
             thresholds=red(0.001),
@@ -692,30 +701,37 @@ DASHBOARDS = {
 }
 
 
-def render() -> dict[str, str]:
-    """File name -> JSON text of every dashboard."""
-    return {
-        name: json.dumps(build(), indent=2, sort_keys=False) + "\n"
-        for name, build in DASHBOARDS.items()
-    }
+def render() -> dict[Path, str]:
+    """Path -> text of every generated file: Grafana JSON, console pages, console index."""
+    out: dict[Path, str] = {}
+    pages: list[tuple[str, dict]] = []
+    for name, build in DASHBOARDS.items():
+        out[OUT_DIR / name] = json.dumps(build(), indent=2, sort_keys=False) + "\n"
+        # The pages are read back from the JSON exactly as Grafana gets it.
+        pages.append((Path(name).with_suffix(".html").name, json.loads(out[OUT_DIR / name])))
+    for filename, dash in pages:
+        out[CONSOLES_DIR / filename] = console_pages.page(dash, filename, pages)
+    out[CONSOLES_DIR / "index.html"] = console_pages.index(pages)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the generated files, or with --check report the stale ones (exit 1)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 if the committed JSON is stale"
+        "--check", action="store_true", help="exit 1 if a committed generated file is stale"
     )
     args = parser.parse_args(argv)
     stale = []
-    for name, text in render().items():
-        path = OUT_DIR / name
+    for path, text in render().items():
         if args.check:
             if not path.exists() or path.read_text() != text:
-                stale.append(name)
+                stale.append(str(path.relative_to(MONITORING)))
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
-        print(f"stale dashboards (run {Path(__file__).name}): {', '.join(stale)}", file=sys.stderr)
+        print(f"stale files (run {Path(__file__).name}): {', '.join(stale)}", file=sys.stderr)
         return 1
     return 0
 

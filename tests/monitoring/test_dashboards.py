@@ -1,4 +1,8 @@
-"""Structure of the provisioned Grafana dashboards (monitoring/grafana/)."""
+"""Structure of the Grafana dashboards (monitoring/grafana/) and of their console pages.
+
+The console pages (monitoring/prometheus/consoles/) are generated from the same panel
+definitions: every Grafana panel must have its console panel, with the same queries.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -147,3 +152,85 @@ def test_no_credentials_are_committed():
         if path.is_file() and path.suffix in {".yml", ".yaml", ".json", ".ini"}:
             text = path.read_text().lower()
             assert "password" not in text and "secret" not in text, path
+
+
+# -- the console pages Prometheus serves (monitoring/prometheus/consoles/) -----------------------
+
+PROMETHEUS_DIR = queries.MONITORING / "prometheus"
+CONSOLES = PROMETHEUS_DIR / "consoles"
+CONSOLE_LIBRARY = PROMETHEUS_DIR / "console_libraries" / "modelfleet.lib"
+
+
+class _ConsolePage(HTMLParser):
+    """Panels (title, type, [(expr, legend)]), variables and links of a console page."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.panels: list[dict] = []
+        self.variables: dict[str, str] = {}
+        self.links: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if "data-panel" in a:
+            self.panels.append({"title": a["data-title"], "type": a["data-panel"], "targets": []})
+        elif tag == "code" and "data-expr" in a:
+            self.panels[-1]["targets"].append((a["data-expr"], a["data-legend"]))
+        elif "data-var" in a:
+            self.variables[a["data-var"]] = a["data-all"]
+        elif tag == "a" and "mf-dashboard" in (a.get("class") or ""):
+            self.links.append(a["href"])
+
+
+def _console_page(name: str) -> _ConsolePage:
+    return _ConsolePage((CONSOLES / name).read_text())
+
+
+def _console_legend(grafana_legend: str) -> str:
+    """What a Grafana legend must read as in PromConsole's syntax."""
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", r"[[\1]]", grafana_legend)
+
+
+def test_every_grafana_panel_has_its_console_counterpart_with_the_same_query(dashboard):
+    page = _console_page(f"{dashboard['uid'].removeprefix('modelfleet-')}.html")
+    expected = [
+        {
+            "title": p["title"],
+            "type": p["type"],
+            "targets": [
+                (t["expr"], _console_legend(t.get("legendFormat", ""))) for t in p["targets"]
+            ],
+        }
+        for p in queries.iter_panels(dashboard)
+        if p["type"] not in QUERYLESS_PANEL_TYPES
+    ]
+    assert page.panels == expected
+
+
+def test_console_pages_take_the_grafana_variables_as_url_parameters(dashboard):
+    page = _console_page(f"{dashboard['uid'].removeprefix('modelfleet-')}.html")
+    grafana = {v["name"]: v["allValue"] for v in dashboard["templating"]["list"]}
+    assert page.variables == grafana
+
+
+def test_console_index_links_every_dashboard_page():
+    pages = sorted(p.name for p in CONSOLES.glob("*.html") if p.name != "index.html")
+    assert pages == sorted(f"{uid.removeprefix('modelfleet-')}.html" for uid in EXPECTED_UIDS)
+    assert sorted(_console_page("index.html").links) == pages
+
+
+def test_console_pages_use_only_templates_the_library_defines():
+    defined = set(re.findall(r'\{\{-?\s*define\s+"([^"]+)"', CONSOLE_LIBRARY.read_text()))
+    for path in CONSOLES.glob("*.html"):
+        used = set(re.findall(r'\{\{-?\s*template\s+"([^"]+)"', path.read_text()))
+        assert used and used <= defined, (path.name, used - defined)
+
+
+def test_prometheus_serves_the_console_pages_from_the_mounted_directory():
+    doc = yaml.safe_load((queries.REPO / "compose.yaml").read_text())
+    prometheus = doc["services"]["prometheus"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    assert mounts["/etc/prometheus"] == "./monitoring/prometheus"
+    assert "--web.console.templates=/etc/prometheus/consoles" in prometheus["command"]
+    assert "--web.console.libraries=/etc/prometheus/console_libraries" in prometheus["command"]

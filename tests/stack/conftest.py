@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.stack.stackctl import Stack, require_docker
+from tests.stack.stackctl import Load, Stack, require_docker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,6 +65,25 @@ def three_replicas(stack: Stack) -> Iterator[Stack]:
     yield stack
     stack.scale(3)
     stack.wait_for_replicas(3, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def loaded_stack(stack: Stack) -> Stack:
+    """The stack after a bounded mixed load, including refused requests, fully scraped.
+
+    Every dashboard panel has data from here on (test_stack_monitoring.py checks each query,
+    test_stack_dashboards.py each drawn panel). Module scope: each module loads it afresh, so
+    the 1m rates its panels read are recent.
+    """
+    with Load(stack.lb_url, threads=2, max_requests=3000, max_seconds=8), requests.Session() as s:
+        for _ in range(20):
+            s.get(stack.lb_url + "/predict_data?pregnant=x&glucose=3&pressure=1", timeout=5)
+            s.post(stack.lb_url + "/models/boston/predict", json=[], timeout=5)
+            s.get(stack.lb_url + "/models/nope", timeout=5)
+        time.sleep(8)
+    # Two evaluation rounds after the last scrape, so recording rules have caught up.
+    time.sleep(6)
+    return stack
 
 
 @pytest.fixture(scope="session")

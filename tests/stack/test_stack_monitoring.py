@@ -15,11 +15,10 @@ import os
 import subprocess
 import time
 
-import pytest
 import requests
 
 from tests.monitoring import queries
-from tests.stack.stackctl import Load, Stack
+from tests.stack.stackctl import Stack
 
 PROMETHEUS_IMAGE = f"modelfleet/prometheus:{os.environ.get('MODELFLEET_TAG', 'dev')}"
 
@@ -53,20 +52,6 @@ def test_promtool_rule_unit_tests_pass(stack: Stack) -> None:
     out = _promtool(stack, "test", "rules", *(f"tests/{t}" for t in tests))
     assert out.count("SUCCESS") == len(tests)
     assert "FAILED" not in out
-
-
-@pytest.fixture(scope="module")
-def loaded_stack(stack: Stack) -> Stack:
-    """The stack after a bounded mixed load, including refused requests, fully scraped."""
-    with Load(stack.lb_url, threads=2, max_requests=3000, max_seconds=8), requests.Session() as s:
-        for _ in range(20):
-            s.get(stack.lb_url + "/predict_data?pregnant=x&glucose=3&pressure=1", timeout=5)
-            s.post(stack.lb_url + "/models/boston/predict", json=[], timeout=5)
-            s.get(stack.lb_url + "/models/nope", timeout=5)
-        time.sleep(8)
-    # Two evaluation rounds after the last scrape, so recording rules have caught up.
-    time.sleep(6)
-    return stack
 
 
 def _query(stack: Stack, expr: str) -> list[dict]:
