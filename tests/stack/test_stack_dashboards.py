@@ -95,15 +95,12 @@ def _browser_errors(driver: WebDriver) -> list[str]:
     Except Chromium's ERR_NETWORK_CHANGED: it aborts requests in flight whenever a network
     interface comes or goes, which Docker does for every container started on the host (other
     stacks included). Not an error of the page: the panels hit still have to draw with data
-    (the page redraws them on its next refresh) before the wait ends. And the browser's own
-    probe for /favicon.ico where a page declares no icon (the model server's /docs).
+    (the page redraws them on its next refresh) before the wait ends.
     """
     return [
         e["message"]
         for e in driver.get_log("browser")
-        if e["level"] == "SEVERE"
-        and "net::ERR_NETWORK_CHANGED" not in e["message"]
-        and not re.match(r"\S+/favicon\.ico - ", e["message"])
+        if e["level"] == "SEVERE" and "net::ERR_NETWORK_CHANGED" not in e["message"]
     ]
 
 

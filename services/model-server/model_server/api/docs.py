@@ -554,7 +554,9 @@ def render_html(spec: dict[str, Any]) -> str:
     """A self-contained HTML page listing every operation of ``spec``."""
     e = html.escape
     parts = [
+        # An empty icon: without one, browsers ask for /favicon.ico, which is no route here.
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<link rel='icon' href='data:,'>",
         f"<title>{e(spec['info']['title'])}</title>",
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
         "code,pre{background:#f4f4f4;padding:.1em .3em}pre{padding:.6em;overflow:auto}"
