@@ -108,13 +108,11 @@ logs: ## Follow the stack's logs
 	$(COMPOSE) logs -f --tail=100
 
 .PHONY: dashboards
-dashboards: ## Start Grafana (profile dashboards; pulls grafana/grafana, needs a registry)
-	@mkdir -p build
-	@# A random admin password, created once, kept out of git (build/ is ignored).
-	@[ -s build/grafana-admin-password ] || \
-	  (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > build/grafana-admin-password)
+dashboards: venv ## Start Grafana (profile dashboards; pulls grafana/grafana, needs a registry)
+	@# A random admin password, created once, kept out of git, readable by Grafana's uid.
+	@$(PY) scripts/grafana_password.py
 	$(COMPOSE) --profile dashboards up -d --wait grafana
-	@echo "  Grafana  http://$$($(COMPOSE) port grafana 3000)  (admin password: build/grafana-admin-password)"
+	@echo "  Grafana  http://$$($(COMPOSE) port grafana 3000)  (user admin)"
 
 # ---- development -------------------------------------------------------------------------------
 
