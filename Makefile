@@ -129,9 +129,13 @@ serve: models ## Run one model server on 127.0.0.1:8000 without Docker
 # ---- checks -------------------------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv ## Lint and format-check Python (ruff)
+lint: venv ## Static gates: ruff, bandit, hadolint, the compose bounds and hardening check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@# Medium severity and up fail; a `# nosec` carries its reason on the line above.
+	$(VENV)/bin/bandit -q -r --severity-level medium services scripts bench monitoring
+	$(VENV)/bin/hadolint --no-color --config .hadolint.yaml $(wildcard */Dockerfile */*/Dockerfile)
+	$(PY) scripts/check_compose.py
 
 .PHONY: test-unit
 test-unit: venv ## Unit and property tests of the model server and monitoring files
