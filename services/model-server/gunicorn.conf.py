@@ -41,8 +41,9 @@ workers = _settings.workers
 threads = _settings.threads
 
 # Worker heartbeat files in RAM: a disk-backed /tmp can stall heartbeats under I/O load and
-# make the arbiter kill healthy workers (gunicorn docs, "Blocking OS calls").
-worker_tmp_dir = "/dev/shm"
+# make the arbiter kill healthy workers (gunicorn docs, "Blocking OS calls"). bandit's B108
+# (shared temporary directory) does not apply: /dev/shm is a private tmpfs per container.
+worker_tmp_dir = "/dev/shm"  # nosec B108
 
 # On SIGTERM, finish in-flight requests for up to 20 s; compose's stop_grace_period is 30 s,
 # so gunicorn always exits on its own before Docker sends SIGKILL.

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
+
+import pytest
 import requests
 
 from tests.stack.stackctl import PLUMBER_PATH, Stack
+
+NGINX_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def test_plumber_query_answers_exactly_as_the_book(stack: Stack, http: requests.Session) -> None:
@@ -33,6 +40,59 @@ def test_request_id_is_generated_when_absent_and_kept_when_sent(
     assert len(generated) == 32
     sent = http.get(stack.lb_url + PLUMBER_PATH, headers={"X-Request-ID": "test-req-42"}, timeout=5)
     assert sent.headers["X-Request-ID"] == "test-req-42"
+
+
+@pytest.mark.parametrize("sent", ["a" * 128, "A-z.0_9:x", "1"])
+def test_a_safe_request_id_is_kept(stack: Stack, http: requests.Session, sent: str) -> None:
+    r = http.get(stack.lb_url + PLUMBER_PATH, headers={"X-Request-ID": sent}, timeout=5)
+    assert r.status_code == 200
+    assert r.headers["X-Request-ID"] == sent
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["a" * 129, "a b", "a;b", 'a"b', "a/b", "a,b", "é".encode(), b"\x01", "{x}"],
+    ids=[
+        "129-chars",
+        "space",
+        "semicolon",
+        "quote",
+        "slash",
+        "comma",
+        "non-ascii",
+        "ctl",
+        "braces",
+    ],
+)
+@pytest.mark.parametrize("path", [PLUMBER_PATH, "/metrics"], ids=["proxied", "answered-by-nginx"])
+def test_an_unsafe_request_id_is_replaced_at_the_edge(
+    stack: Stack, http: requests.Session, sent: str | bytes, path: str
+) -> None:
+    # The same rule as the model server's REQUEST_ID_RE: anything else is nginx's own id, in the
+    # response, in what the replica receives and in the access log.
+    r = http.get(stack.lb_url + path, headers={"X-Request-ID": sent}, timeout=5)
+    assert r.status_code in (200, 404)
+    assert NGINX_REQUEST_ID.fullmatch(r.headers["X-Request-ID"]), r.headers["X-Request-ID"]
+
+
+def test_the_sanitised_request_id_is_what_the_replica_gets_and_the_log_shows(
+    stack: Stack, http: requests.Session
+) -> None:
+    r = http.get(stack.lb_url + PLUMBER_PATH, headers={"X-Request-ID": "bad id"}, timeout=5)
+    answered = r.headers["X-Request-ID"]
+    assert NGINX_REQUEST_ID.fullmatch(answered)
+    # The balancer tier logs the id it received from the front tier, which the replica then
+    # gets too; its access log is flushed at least once a second.
+    deadline = time.monotonic() + 10
+    while True:
+        logs = stack.compose("logs", "--no-color", "--no-log-prefix", "lb", capture=True)
+        entries = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+        mine = [e for e in entries if e.get("request_id") == answered]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert mine and mine[0]["upstream_addr"], "the proxied request is not logged under its id"
+    assert not any(e.get("request_id") == "bad id" for e in entries)
 
 
 def test_internal_endpoints_are_not_reachable_through_the_load_balancer(

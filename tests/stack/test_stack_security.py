@@ -69,3 +69,26 @@ def test_other_containers_do_not_run_as_root(stack: Stack) -> None:
         for c in stack.inspect(stack.container_ids(service)):
             assert c["Config"]["User"] not in ("", "0", "root"), service
             assert c["HostConfig"]["ReadonlyRootfs"] is True, service
+
+
+def test_every_container_is_bounded_and_rotates_its_log(stack: Stack) -> None:
+    # The static check (scripts/check_compose.py) reads the compose file; this checks that the
+    # engine really applied the bounds.
+    containers = stack.inspect(stack.compose("ps", "-q", capture=True).split())
+    services = {c["Config"]["Labels"]["com.docker.compose.service"] for c in containers}
+    assert services == {"model", "lb", "prometheus", "nginx-exporter"}
+    for c in containers:
+        host = c["HostConfig"]
+        name = c["Name"]
+        assert host["PidsLimit"] and host["PidsLimit"] > 0, name
+        assert host["Memory"] > 0, name
+        assert host["NanoCpus"] > 0, name
+        assert host["LogConfig"]["Type"] == "json-file", name
+        assert set(host["LogConfig"]["Config"]) >= {"max-size", "max-file"}, name
+
+
+def test_prometheus_retention_is_bounded_in_time_and_size(stack: Stack) -> None:
+    (prometheus,) = stack.inspect(stack.container_ids("prometheus"))
+    args = prometheus["Args"]
+    assert any(a.startswith("--storage.tsdb.retention.time=") for a in args), args
+    assert "--storage.tsdb.retention.size=1GB" in args, args
