@@ -22,9 +22,12 @@ apt_install() {
     runner=(sudo -n)
   fi
   echo ">> installing ${pkgs[*]} (Debian packages)"
-  "${runner[@]}" apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive "${runner[@]}" apt-get install -y -qq --no-install-recommends \
-    "${pkgs[@]}" >/dev/null
+  # Wait for another apt or dpkg run (an unattended upgrade, a parallel make) to finish
+  # rather than failing on its lock.
+  local wait=(-o DPkg::Lock::Timeout=600)
+  "${runner[@]}" apt-get "${wait[@]}" update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${runner[@]}" apt-get "${wait[@]}" install -y -qq \
+    --no-install-recommends "${pkgs[@]}" >/dev/null
 }
 
 cmd_packages() {
