@@ -11,9 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from model_server.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_openapi_documents_every_route_and_method(app: Flask, client: FlaskClient) -> None:
-    spec = client.get("/openapi.json").get_json()
+    spec = client.get("/openapi.internal.json").get_json()
     assert spec["openapi"].startswith("3.")
     # Model-specific operations (/models/diabetes/predict, /v1/models/diabetes:predict, ...)
     # document their route's template.
@@ -32,14 +34,37 @@ def test_openapi_documents_every_route_and_method(app: Flask, client: FlaskClien
     assert documented == served
 
 
-def test_openapi_refs_resolve(client: FlaskClient) -> None:
-    spec = client.get("/openapi.json").get_json()
-    refs = set(
-        re.findall(
-            r'"\$ref":\s*"#/components/schemas/(\w+)"', client.get("/openapi.json").data.decode()
-        )
-    )
-    assert refs <= set(spec["components"]["schemas"])
+@pytest.mark.parametrize("path", ["/openapi.json", "/openapi.internal.json"])
+def test_openapi_refs_resolve(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    spec = response.get_json()
+    refs = set(re.findall(r'"\$ref":\s*"#/components/(\w+)/(\w+)"', response.data.decode()))
+    assert refs
+    assert all(name in spec["components"][kind] for kind, name in refs)
+    # Links name their target operation by a JSON pointer into the paths.
+    pointers = re.findall(r'"operationRef":\s*"#/paths/([^"]+)"', response.data.decode())
+    assert pointers
+    for pointer in pointers:
+        path_key, method = pointer.rsplit("/", 1)
+        assert method in spec["paths"][path_key.replace("~1", "/").replace("~0", "~")]
+
+
+def test_public_openapi_is_the_internal_one_without_what_the_lb_blocks(
+    client: FlaskClient,
+) -> None:
+    public = client.get("/openapi.json").get_json()
+    internal = client.get("/openapi.internal.json").get_json()
+    hidden = set(internal["paths"]) - set(public["paths"])
+    assert {k: v for k, v in internal.items() if k != "paths"} == {
+        k: v for k, v in public.items() if k != "paths"
+    }
+    assert all(internal["paths"][p] == ops for p, ops in public["paths"].items())
+    # Exactly the paths the load balancer answers 404 (nginx/nginx.conf's blocked location).
+    conf = (ROOT / "nginx" / "nginx.conf").read_text()
+    blocked = re.search(r"location ~ \^/\(([^)]*)\)\(/\|\$\) \{\s*return 404;", conf)
+    assert blocked
+    assert hidden == {"/" + name.replace("\\.", ".") for name in blocked.group(1).split("|")}
+    assert client.get("/openapi.internal.json").status_code == 200
 
 
 def test_docs_page_is_self_contained_html(client: FlaskClient) -> None:

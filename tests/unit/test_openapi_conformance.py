@@ -1,7 +1,9 @@
 """The server answers as its own OpenAPI document says, on every operation (schemathesis).
 
-The document is loaded from the app's ``/openapi.json`` and schemathesis generates requests
-for every operation in it, valid and invalid ones, and sends them to the WSGI app in-process.
+The document is loaded from the app's ``/openapi.internal.json`` (the public one and the
+replicas' internal routes) and schemathesis generates requests for every operation in it,
+valid and invalid ones, and sends them to the WSGI app in-process. ``tests/openapi_hooks.py``
+completes the valid ones where JSON Schema cannot tie one field to another.
 Every response is checked with schemathesis' default checks: no 5xx, documented status codes,
 documented content types and headers, bodies matching the response schemas, invalid requests
 refused with 4xx, valid ones accepted. Bounded and deterministic: ``derandomize`` and a fixed
@@ -11,6 +13,7 @@ refused with 4xx, valid ones accepted. Bounded and deterministic: ``derandomize`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,11 @@ import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
-from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES
+
+# Registers the hooks that complete what JSON Schema cannot say (see the module).
+import tests.openapi_hooks  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Requests per operation and generation mode (positive / negative). The document has about 30
 # operations; this keeps the whole file well under a minute on two cores.
@@ -33,13 +40,9 @@ def conformance_app(make_app: Callable[..., Flask]) -> Flask:
 
 @pytest.fixture(scope="module")
 def api_schema(conformance_app: Flask) -> Any:
-    # 413 is how the server refuses too many rows (documented on every body-taking operation);
-    # schemathesis' default list of "rejected" statuses for invalid requests lacks it.
-    rejected = [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]
-    config = SchemathesisConfig.from_dict(
-        {"checks": {"negative_data_rejection": {"expected-statuses": rejected}}}
-    )
-    return schemathesis.openapi.from_wsgi("/openapi.json", conformance_app, config=config)
+    # The settings the stack test uses too (413 among the statuses that refuse invalid data).
+    config = SchemathesisConfig.from_path(str(ROOT / "tests" / "schemathesis.toml"))
+    return schemathesis.openapi.from_wsgi("/openapi.internal.json", conformance_app, config=config)
 
 
 @pytest.fixture(autouse=True)

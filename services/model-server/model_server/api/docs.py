@@ -25,7 +25,12 @@ from flask.blueprints import BlueprintSetupState
 from model_server import __version__
 from model_server.api.common import EXTENSION_KEY, ServerState, endpoint_label, json_response
 from model_server.api.docs_kserve import kserve_model_paths
-from model_server.api.openapi_models import model_paths, model_schemas, predict_body, query_params
+from model_server.api.openapi_models import (
+    invocations_body,
+    model_paths,
+    model_schemas,
+    query_params,
+)
 from model_server.core.errors import ERROR_CODES
 
 bp = Blueprint("docs", __name__)
@@ -38,27 +43,37 @@ _DATA_FILES: Final = (
     "openapi_paths_internal.json",
     "openapi_paths_kserve.json",
 )
+#: The internal routes' paths: the load balancer answers them 404 (nginx/nginx.conf).
+INTERNAL_FILE: Final = "openapi_paths_internal.json"
 
 
 @bp.record_once
 def _render(setup: BlueprintSetupState) -> None:
     app = setup.app
-    spec = build_spec(app.extensions[EXTENSION_KEY])
-    app.extensions[_DOCS_KEY] = (spec, render_html(spec).encode())
+    internal = build_spec(app.extensions[EXTENSION_KEY])
+    public = public_spec(internal)
+    app.extensions[_DOCS_KEY] = (public, internal, render_html(public).encode())
 
 
 @bp.get("/openapi.json")
 @endpoint_label("metadata")
 def openapi() -> Response:
-    """The OpenAPI document."""
+    """The public OpenAPI document: every route the load balancer serves."""
     return json_response(current_app.extensions[_DOCS_KEY][0])
+
+
+@bp.get("/openapi.internal.json")
+@endpoint_label("metadata")
+def openapi_internal() -> Response:
+    """The OpenAPI document of every route, the replicas' internal ones included."""
+    return json_response(current_app.extensions[_DOCS_KEY][1])
 
 
 @bp.get("/docs")
 @endpoint_label("metadata")
 def docs() -> Response:
-    """Human-readable API documentation generated from the OpenAPI document."""
-    return Response(current_app.extensions[_DOCS_KEY][1], mimetype="text/html")
+    """Human-readable API documentation generated from the public OpenAPI document."""
+    return Response(current_app.extensions[_DOCS_KEY][2], mimetype="text/html")
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,8 +90,15 @@ def load_static() -> dict[str, Any]:
     return spec
 
 
+def public_spec(internal: dict[str, Any]) -> dict[str, Any]:
+    """``internal`` without the routes the load balancer does not serve."""
+    hidden = json.loads((_DATA_DIR / INTERNAL_FILE).read_text(encoding="utf-8"))["paths"]
+    paths = {p: ops for p, ops in internal["paths"].items() if p not in hidden}
+    return {**internal, "paths": paths}
+
+
 def build_spec(st: ServerState) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for this server and its loaded models."""
+    """The OpenAPI 3.1 document of every route of this server and its loaded models."""
     registry = st.registry
     spec = load_static()
     names = sorted(registry.models) or [registry.default_model]
@@ -91,26 +113,16 @@ def build_spec(st: ServerState) -> dict[str, Any]:
     params["ModelVersion"]["schema"]["enum"] = versions
     for unknown in ("UnknownModelName", "UnknownModelNameNoColon"):
         params[unknown]["schema"]["not"]["enum"] = names
-    default = registry.models.get(registry.default_model)
     paths = spec["paths"]
+    default = registry.models.get(registry.default_model)
     if default is not None:
         paths["/predict_data"]["get"]["parameters"] = query_params(default)
-        body = predict_body(default.name)
-    else:  # not loaded: any body gets 503
-        body = {"required": True, "content": {"application/json": {"schema": {}}}}
-    components["requestBodies"] = {"DefaultModelPredict": body}
-    invocations = paths["/invocations"]["post"]
-    invocations["description"] = (
-        "The body below is the default model's. With the header "
-        "X-Amzn-SageMaker-Target-Model: <name>, the body is that model's (see "
-        f"/models/<name>/predict); names: {', '.join(names)}."
-    )
-    target = invocations["parameters"][0]
-    target["schema"] = {"type": "string", "enum": ["", registry.default_model]}
-    target["description"] = (
-        f"Model name (absent or empty: {registry.default_model}); any loaded model, "
-        "see the description"
-    )
+    components["requestBodies"] = {
+        "InvocationsBody": invocations_body(sorted(registry.models), default)
+    }
+    target = paths["/invocations"]["post"]["parameters"][0]
+    target["schema"].update(enum=["", *sorted(registry.models)], default=registry.default_model)
+    target["description"] += f" ({registry.default_model})"
     for _, model in sorted(registry.models.items()):
         paths.update(model_paths(model))
         paths.update(kserve_model_paths(model))

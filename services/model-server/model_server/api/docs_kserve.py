@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_server.api.openapi_models import component, errors, json_content, ref
+from model_server.api.openapi_models import body_examples, component, errors, json_content, ref
 from model_server.core.registry import LoadedModel
 
 TAG_V2 = "oip-v2"
@@ -20,6 +20,7 @@ TAG_V1 = "kserve-v1"
 def kserve_model_paths(model: LoadedModel) -> dict[str, Any]:
     """The OIP v2 inference and KServe V1 prediction operations of ``model``."""
     name, version = model.name, model.bundle.version
+    examples = body_examples(model)
     this_version = {
         "name": "version",
         "in": "path",
@@ -37,7 +38,12 @@ def kserve_model_paths(model: LoadedModel) -> dict[str, Any]:
         "tags": [TAG_V2],
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ref(component("InferRequest", name))}},
+            "content": {
+                "application/json": {
+                    "schema": ref(component("InferRequest", name)),
+                    "example": examples["InferRequest"],
+                }
+            },
         },
         "responses": {
             "200": {
@@ -61,7 +67,12 @@ def kserve_model_paths(model: LoadedModel) -> dict[str, Any]:
                 "tags": [TAG_V1],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": ref(component("V1Request", name))}},
+                    "content": {
+                        "application/json": {
+                            "schema": ref(component("V1Request", name)),
+                            "example": examples["V1Request"],
+                        }
+                    },
                 },
                 "responses": {
                     "200": json_content(ref("V1Predictions"), "Predictions"),

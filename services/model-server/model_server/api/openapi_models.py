@@ -13,6 +13,9 @@ from model_server.core.parsing import TENSOR_FLOAT_TYPES
 from model_server.core.registry import LoadedModel
 from model_server.core.schema import Feature
 
+#: The media types of a prediction body, with the kind of component schema of each.
+_PREDICT_MEDIA = (("application/json", "PredictRequest"), ("text/csv", "PredictCsv"))
+
 
 def ref(name: str) -> dict[str, str]:
     """A reference to the component schema ``name``."""
@@ -41,6 +44,14 @@ def feature_schema(f: Feature) -> dict[str, Any]:
     if f.allowed is not None:
         return {"enum": [int(v) if v.is_integer() else v for v in f.allowed]}
     return {"type": "number", "minimum": f.min, "maximum": f.max}
+
+
+def example_value(f: Feature) -> float:
+    """A value ``f`` accepts, for examples: its first allowed value, or its range's middle."""
+    if f.allowed is not None:
+        return int(f.allowed[0]) if f.allowed[0].is_integer() else f.allowed[0]
+    middle = round((f.min + f.max) / 2, 2)
+    return int(middle) if middle.is_integer() else middle
 
 
 def _int_range_regex(n: int) -> str:
@@ -127,17 +138,23 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
     line = ",".join(cell)
     csv_body = {
         "type": "string",
-        "description": f"CSV rows in feature order ({', '.join(names)}), optionally after a "
-        "header line naming the features (any order is accepted)",
-        "pattern": f"^(?:{','.join(names)}\n)?{line}(?:\n{line}){{0,9}}\n?$",
+        "description": f"1 to {max_rows} CSV rows in feature order ({', '.join(names)}), "
+        "optionally after a header line naming the features; more rows are refused (413). "
+        "The pattern cannot count that many rows (a regex repeated thousands of times is too "
+        "large for common JSON Schema validators). Also accepted, not expressed by the "
+        "pattern: the header's features in any order (the rows then follow it), other "
+        "spellings of the same numbers (1e2, +5), and CRLF line ends.",
+        "pattern": f"^(?:{','.join(names)}\n)?{line}(?:\n{line})*\n?$",
     }
     classifier = model.bundle.task == "classification"
     float_types = sorted(TENSOR_FLOAT_TYPES)
     infer = {
         "type": "object",
-        "description": f"One [rows, {schema.width}] tensor in feature order (documented here "
-        "for one row; any number of rows, INT/UINT datatypes and one tensor per feature are "
-        "accepted too)",
+        "description": f"One [rows, {schema.width}] tensor in feature order, 1 to {max_rows} "
+        "rows. JSON Schema cannot tie the shape to the data: shape[0] must be the number of "
+        "rows in data. Also accepted, not expressed by the schema: data flat in row-major "
+        "order for any number of rows, INT/UINT datatypes with integer data, and one tensor "
+        "per feature (named after it, shape [rows] or [rows, 1]).",
         "required": ["inputs"],
         "properties": {
             "id": {"type": "string"},
@@ -154,9 +171,20 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
                     "required": ["name", "shape", "datatype", "data"],
                     "properties": {
                         "name": {"type": "string", "not": {"enum": names}},
-                        "shape": {"const": [1, schema.width]},
+                        "shape": {
+                            "type": "array",
+                            "prefixItems": [
+                                {"type": "integer", "minimum": 1, "maximum": max_rows},
+                                {"const": schema.width},
+                            ],
+                            "minItems": 2,
+                            "maxItems": 2,
+                        },
                         "datatype": {"enum": float_types},
-                        "data": row,
+                        "data": {
+                            "description": "The rows: nested, or flat for one row",
+                            "oneOf": [rows, row],
+                        },
                         "parameters": {"type": "object"},
                     },
                 },
@@ -197,6 +225,24 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
     }
 
 
+def body_examples(model: LoadedModel) -> dict[str, Any]:
+    """One valid body per kind of request (``PredictRequest``, ``PredictCsv``, ``InferRequest``,
+    ``V1Request``), for readers and for schemathesis' examples phase.
+
+    They go on each operation's media type, not on the shared schemas: ``/invocations``
+    refers to every model's schemas, and its examples must be the default model's.
+    """
+    schema = model.bundle.schema
+    values = [example_value(f) for f in schema.features]
+    tensor = {"name": "input-0", "shape": [1, schema.width], "datatype": "FP64", "data": [values]}
+    return {
+        "PredictRequest": dict(zip(schema.names, values, strict=True)),
+        "PredictCsv": ",".join(f"{v:g}" for v in values) + "\n",
+        "InferRequest": {"inputs": [tensor]},
+        "V1Request": {"instances": [values]},
+    }
+
+
 def query_params(model: LoadedModel) -> list[dict[str, Any]]:
     """The plumber route's query: one required parameter per feature of ``model``."""
     return [
@@ -206,20 +252,39 @@ def query_params(model: LoadedModel) -> list[dict[str, Any]]:
             "required": True,
             "description": f.description,
             "schema": feature_schema(f),
+            "example": example_value(f),
         }
         for f in model.bundle.schema.features
     ]
 
 
-def predict_body(name: str) -> dict[str, Any]:
-    """The request body of a prediction on the model ``name``: its JSON and CSV schemas."""
+def predict_body(model: LoadedModel) -> dict[str, Any]:
+    """The request body of a prediction on ``model``: its JSON and CSV schemas."""
+    examples = body_examples(model)
     return {
         "required": True,
         "content": {
-            "application/json": {"schema": ref(component("PredictRequest", name))},
-            "text/csv": {"schema": ref(component("PredictCsv", name))},
+            media: {"schema": ref(component(kind, model.name)), "example": examples[kind]}
+            for media, kind in _PREDICT_MEDIA
         },
     }
+
+
+def invocations_body(names: list[str], default: LoadedModel | None) -> dict[str, Any]:
+    """The body of ``POST /invocations``: any loaded model's body (the header picks the model).
+
+    The examples are the default model's (no header). With no model loaded, any body is
+    documented: the server answers 503.
+    """
+    if not names:
+        return {"required": True, "content": {"application/json": {"schema": {}}}}
+    examples = body_examples(default) if default is not None else {}
+    content: dict[str, Any] = {}
+    for media, kind in _PREDICT_MEDIA:
+        content[media] = {"schema": {"anyOf": [ref(component(kind, n)) for n in names]}}
+        if kind in examples:
+            content[media]["example"] = examples[kind]
+    return {"required": True, "content": content}
 
 
 def model_paths(model: LoadedModel) -> dict[str, Any]:
@@ -242,7 +307,7 @@ def model_paths(model: LoadedModel) -> dict[str, Any]:
             "post": {
                 "summary": f"Predict {name}: a record, a batch, columns or CSV rows",
                 "tags": ["predict"],
-                "requestBody": predict_body(name),
+                "requestBody": predict_body(model),
                 "responses": {
                     "200": json_content(ref("PredictResponse"), "Predictions"),
                     **errors("Error", 400, 413, 415, 422),
