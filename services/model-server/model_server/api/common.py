@@ -113,14 +113,18 @@ def predict(model: LoadedModel, x: np.ndarray) -> Prediction:
     return result
 
 
-def require_mimetype(allowed: frozenset[str]) -> str:
-    """The request's media type, or ``unsupported_media_type`` (415) if not in ``allowed``."""
+def require_mimetype(allowed: frozenset[str], advertised: frozenset[str] | None = None) -> str:
+    """The request's media type, or ``unsupported_media_type`` (415) if not in ``allowed``.
+
+    The 415 names ``advertised`` (default: ``allowed``): routes that also tolerate a missing
+    or a form Content-Type recommend only the real one.
+    """
     mimetype = request.mimetype
     if mimetype not in allowed:
         raise RequestError(
             "unsupported_media_type",
             f"Content-Type {mimetype or '(none)'!r} is not supported here; "
-            f"use {' or '.join(sorted(allowed))}",
+            f"use {' or '.join(sorted(advertised or allowed))}",
         )
     return mimetype
 

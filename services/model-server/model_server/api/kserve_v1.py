@@ -72,8 +72,7 @@ def model_ready(name: str) -> Response:
 def predict_v1(name: str) -> Response:
     """Predict the instances of a V1 request."""
     model = get_model(name)
-    if request.mimetype not in KSERVE_JSON_MIMETYPES:
-        require_mimetype(JSON_MIMETYPES)  # names the supported type in a 415
+    require_mimetype(KSERVE_JSON_MIMETYPES, advertised=JSON_MIMETYPES)
     body = decode_json(request.get_data(cache=False))
     instances = _instances(body)
     x = parse_batch(instances, model.bundle.schema, state().settings.max_rows)

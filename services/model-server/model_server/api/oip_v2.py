@@ -104,34 +104,28 @@ def infer(name: str, version: str | None = None) -> Response:
     for key, kind, what in (("id", str, "a string"), ("parameters", dict, "an object")):
         if key in body and type(body[key]) is not kind:
             raise RequestError("malformed_body", f"{key} must be {what}", field=key)
-    x = parse_tensors(body.get("inputs"), model.bundle.schema, state().settings.max_rows)
-    result = predict(model, x)
-    n = len(x)
-    classifier = result.probabilities is not None
-    outputs: list[dict[str, Any]] = [
-        {
-            "name": "predict",
-            "datatype": "BYTES" if classifier else "FP64",
-            "shape": [n],
-            "data": result.predictions,
-        }
-    ]
-    if classifier:
-        outputs.append(
-            {"name": "probability", "datatype": "FP64", "shape": [n], "data": result.probabilities}
-        )
-    binary: set[str] = set()
+    # Every part of the request is checked before the model runs.
     binary_output = body.get("parameters", {}).get("binary_data_output", False)
     if type(binary_output) is not bool:
         raise RequestError(
             "malformed_body", "parameters.binary_data_output must be a boolean", field="parameters"
         )
-    if binary_output:
-        binary = {o["name"] for o in outputs}
-    if "outputs" in body:
-        wanted = _requested_outputs(body["outputs"], {o["name"] for o in outputs})
-        outputs = [o for o in outputs if o["name"] in wanted]
-        binary = (binary & set(wanted)) | {k for k, as_binary in wanted.items() if as_binary}
+    available = _output_names(model)
+    wanted = (
+        _requested_outputs(body["outputs"], set(available))
+        if "outputs" in body
+        else dict.fromkeys(available, False)
+    )
+    x = parse_tensors(body.get("inputs"), model.bundle.schema, state().settings.max_rows)
+    result = predict(model, x)
+    n = len(x)
+    data = {"predict": result.predictions, "probability": result.probabilities}
+    outputs = [
+        {"name": name, "datatype": datatype, "shape": [n], "data": data[name]}
+        for name, datatype in available.items()
+        if name in wanted
+    ]
+    binary = {name for name, as_binary in wanted.items() if as_binary or binary_output}
     response: dict[str, Any] = {
         "model_name": model.name,
         "model_version": model.bundle.version,
@@ -152,8 +146,7 @@ def infer(name: str, version: str | None = None) -> Response:
 def _read_request() -> Any:
     """The inference request: JSON (also without a Content-Type, as Triton's client sends
     it), or the binary extension's JSON header with its inputs' binary data attached."""
-    if request.mimetype not in _REQUEST_MIMETYPES:
-        require_mimetype(JSON_MIMETYPES)  # names the supported type in a 415
+    require_mimetype(_REQUEST_MIMETYPES, advertised=JSON_MIMETYPES)
     raw = request.get_data(cache=False)
     header_length = request.headers.get(oip_binary.HEADER_LENGTH)
     if header_length is None:
@@ -164,6 +157,13 @@ def _read_request() -> Any:
     elif len(data):
         raise RequestError("malformed_body", "the body must be an inference request object")
     return body
+
+
+def _output_names(model: LoadedModel) -> dict[str, str]:
+    """The model's output tensors and their datatypes, in answer order."""
+    if model.bundle.task == "classification":
+        return {"predict": "BYTES", "probability": "FP64"}
+    return {"predict": "FP64"}
 
 
 def _requested_outputs(wanted: Any, available: set[str]) -> dict[str, bool]:
@@ -194,10 +194,10 @@ def _requested_outputs(wanted: Any, available: set[str]) -> dict[str, bool]:
 def metadata(model: LoadedModel) -> dict[str, Any]:
     """OIP model metadata for ``model``."""
     schema = model.bundle.schema
-    classifier = model.bundle.task == "classification"
-    outputs = [{"name": "predict", "datatype": "BYTES" if classifier else "FP64", "shape": [-1]}]
-    if classifier:
-        outputs.append({"name": "probability", "datatype": "FP64", "shape": [-1]})
+    outputs = [
+        {"name": name, "datatype": datatype, "shape": [-1]}
+        for name, datatype in _output_names(model).items()
+    ]
     return {
         "name": model.name,
         "versions": [model.bundle.version],
