@@ -58,12 +58,14 @@ cmd_docker() {
   fi
 }
 
-# Every port the stack publishes, as "ADDRESS PORT SERVICE" lines, from compose's own view of
-# the file (the defaults live in compose.yaml only).
+# The project's name, then every port the stack publishes as "ADDRESS PORT SERVICE" lines, from
+# one `compose config` (the defaults live in compose.yaml only).
 published_ports() {
   scripts/compose config --format json | python3 -c '
 import json, sys
-for name, svc in json.load(sys.stdin)["services"].items():
+config = json.load(sys.stdin)
+print(config["name"])
+for name, svc in config["services"].items():
     for p in svc.get("ports", []):
         if p.get("published"):
             print(p.get("host_ip") or "0.0.0.0", p["published"], name)
@@ -71,7 +73,9 @@ for name, svc in json.load(sys.stdin)["services"].items():
 }
 
 cmd_ports() {
-  local project="${COMPOSE_PROJECT_NAME:-$(scripts/compose config --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')}"
+  local ports project
+  ports="$(published_ports)"
+  project="${ports%%$'\n'*}"
   local addr port service owner
   while read -r addr port service; do
     python3 - "$addr" "$port" <<'PY' && continue
@@ -89,7 +93,7 @@ PY
     local var="LB_PORT"
     case "$service" in prometheus) var=PROMETHEUS_PORT ;; grafana) var=GRAFANA_PORT ;; esac
     die "port $addr:$port (for $service) is taken by ${owner:+container ${owner#* }}${owner:-another program}; stop it, or choose another: make up $var=$((port + 1))"
-  done < <(published_ports)
+  done < <(tail -n +2 <<<"$ports")
 }
 
 case "${1:-}" in
