@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from model_server.api.oip_tensors import parse_tensors
 from model_server.core.errors import STATUS_BY_CODE, RequestError
 from model_server.core.parsing import (
     parse_csv,
@@ -18,7 +19,6 @@ from model_server.core.parsing import (
     parse_query,
     parse_records,
     parse_rows,
-    parse_tensors,
 )
 from model_server.core.schema import Schema
 

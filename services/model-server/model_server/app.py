@@ -3,30 +3,29 @@
 Gunicorn runs ``model_server.app:create_app()``; tests call ``create_app(Settings(...))``.
 Nothing is created at import time: settings, the model registry and the metrics are built
 here and handed to the blueprints through ``app.extensions``.
+
+The app's WSGI callable is ``api.pipeline.Pipeline``: every request passes it (request id,
+response headers, request metrics); it answers the plumber GETs and
+``POST /models/<name>/predict`` itself with their handlers and hands every other request to
+Flask, whose error handlers below render refusals through the same ``pipeline.refuse``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import time
 from typing import Final
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
-from model_server.api.common import (
-    EXTENSION_KEY,
-    REQUEST_ID_RE,
-    ServerState,
-    current_model_label,
-    error_response,
-    state,
-)
+from model_server.api.common import EXTENSION_KEY, ServerState
+from model_server.api.pipeline import ENDPOINT_KEY, REQUEST_ID_KEY, Pipeline, refuse
 from model_server.core.errors import RequestError
 from model_server.core.registry import ModelRegistry
-from model_server.metrics import NO_MODEL, Metrics
+from model_server.metrics import Metrics
 from model_server.settings import Settings
 
 log = logging.getLogger("model_server")
@@ -91,11 +90,17 @@ def create_app(
     for module in (health, plumber, json_api, sagemaker, mlflow, kserve_v1, oip_v2, docs):
         app.register_blueprint(module.bp)
 
-    _register_hooks(app, server_state)
-    _register_error_handlers(app)
-    from model_server.api.hot_path import HotPath
-
-    app.wsgi_app = HotPath(app.wsgi_app, server_state)  # type: ignore[method-assign]
+    _register_error_handlers(app, server_state)
+    _label_endpoints(app)
+    # Every request goes through the pipeline; the fast route table answers the hottest
+    # routes with the same handlers the Flask views call.
+    handlers = {
+        "plumber": functools.partial(plumber.answer, server_state),
+        "predict": functools.partial(json_api.predict, server_state),
+    }
+    app.wsgi_app = Pipeline(  # type: ignore[method-assign]
+        app.wsgi_app, metrics, settings.replica_id, handlers
+    )
     log.info(
         "model server ready=%s models=%s replica=%s pid=%d",
         registry.ready,
@@ -118,65 +123,28 @@ def _configure_logging(settings: Settings) -> None:
         logger.propagate = False
 
 
-def _register_hooks(app: Flask, st: ServerState) -> None:
-    # These run on every request: Flask's context-local proxies (request, g) are resolved once
-    # per hook and the server state is bound here, not looked up through current_app.
-    metrics = st.metrics
-    replica_id = st.settings.replica_id
-    views = app.view_functions
+def _label_endpoints(app: Flask) -> None:
+    # The pipeline counts each request under its view's endpoint label; only Flask knows which
+    # view a URL is routed to (including its automatic OPTIONS answers), so it says so here.
+    labels = {
+        endpoint: getattr(view, "metric_endpoint", "other")
+        for endpoint, view in app.view_functions.items()
+    }
 
     @app.before_request
-    def start_request() -> None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        ctx = g._get_current_object()
-        ctx.started = time.perf_counter()
-        incoming = req.environ.get("HTTP_X_REQUEST_ID", "")  # = headers.get("X-Request-ID")
-        ctx.request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
-        # Scrapes are not work: counting them would show every replica busy at scrape time.
-        if req.endpoint != "health.metrics":
-            metrics.request_started()
-            ctx.in_flight = True
-
-    @app.after_request
-    def finish_request(response: Response) -> Response:
-        ctx = g._get_current_object()
-        headers = response.headers
-        headers["X-Served-By"] = replica_id
-        request_id = getattr(ctx, "request_id", None)
-        if request_id is not None:
-            headers["X-Request-ID"] = request_id
-        view = views.get(request.endpoint or "")
-        label = getattr(view, "metric_endpoint", "other") if view is not None else "other"
-        started = getattr(ctx, "started", None)
-        if label is not None and started is not None:
-            metrics.observe_request(
-                getattr(ctx, "metric_model", NO_MODEL),  # = current_model_label()
-                label,
-                response.status_code,
-                time.perf_counter() - started,
-            )
-        return response
-
-    @app.teardown_request
-    def end_request(_exc: BaseException | None) -> None:
-        if g.pop("in_flight", False):
-            metrics.request_finished()
+    def label_endpoint() -> None:
+        request.environ[ENDPOINT_KEY] = labels.get(request.endpoint or "", "other")
 
 
-def _register_error_handlers(app: Flask) -> None:
+def _register_error_handlers(app: Flask, st: ServerState) -> None:
+    # Flask's views raise; ``pipeline.refuse`` logs, counts and renders, as for the fast routes.
+    def refusal(exc: RequestError, status: int | None = None) -> Response:
+        body = refuse(st.metrics, request.environ, exc)
+        return Response(body, status or exc.status, mimetype="application/json")
+
     @app.errorhandler(RequestError)
     def on_request_error(exc: RequestError) -> Response:
-        state().metrics.observe_error(current_model_label(), exc.code)
-        log.info(
-            "request_id=%s %s %s refused: %s %s (field=%s)",
-            g.get("request_id", "-"),
-            request.method,
-            request.path,
-            exc.status,
-            exc.code,
-            exc.field,
-        )
-        return error_response(exc)
+        return refusal(exc)
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> Response:
@@ -188,22 +156,10 @@ def _register_error_handlers(app: Flask) -> None:
             allowed = ", ".join(sorted(exc.valid_methods or ()))  # type: ignore[attr-defined]
             message = f"method {request.method} is not allowed here; allowed: {allowed}"
         elif status == 413:
-            limit = state().settings.max_body_bytes
-            message = f"the request body exceeds {limit} bytes"
+            message = f"the request body exceeds {st.settings.max_body_bytes} bytes"
         else:
             message = exc.description or exc.name
-        err = RequestError(code, message)
-        state().metrics.observe_error(current_model_label(), code)
-        log.info(
-            "request_id=%s %s %s refused: %s %s",
-            g.get("request_id", "-"),
-            request.method,
-            request.path[:200],
-            status,
-            code,
-        )
-        response = error_response(err)
-        response.status_code = status
+        response = refusal(RequestError(code, message), status)
         if status == 405:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods or ()))  # type: ignore[attr-defined]
         return response
@@ -211,8 +167,5 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def on_unexpected(exc: Exception) -> Response:
         # Log everything, answer nothing internal: the request id ties the two together.
-        log.exception(
-            "request_id=%s %s %s failed", g.get("request_id", "-"), request.method, request.path
-        )
-        state().metrics.observe_error(current_model_label(), "internal")
-        return error_response(RequestError("internal", "internal server error"))
+        log.exception("request_id=%s failed", request.environ.get(REQUEST_ID_KEY, "-"))
+        return refusal(RequestError("internal", "internal server error"))

@@ -1,29 +1,32 @@
-"""What every adapter shares: app state, orjson responses, model lookup, metric labels."""
+"""What every adapter shares: app state, orjson responses, model lookup, media types.
+
+The request-level concerns (request id, response headers, request metrics, error bodies)
+are ``pipeline``'s; the helpers here that take the WSGI ``environ`` serve the fast routes
+and the Flask views alike, and their Flask-flavoured twins are one-line wrappers.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import numpy as np
 import orjson
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
+from model_server.api.pipeline import MODEL_KEY, Environ, error_body
 from model_server.core.errors import RequestError
+from model_server.core.parsing import parse_csv, parse_json_body
 from model_server.core.predict import Prediction
 from model_server.core.registry import LoadedModel, ModelRegistry
-from model_server.metrics import NO_MODEL, Metrics
+from model_server.core.schema import Schema
+from model_server.metrics import Metrics
 from model_server.settings import Settings
 
 EXTENSION_KEY: Final = "modelfleet"
-# Request ids are echoed into headers and logs: accept only short, plain tokens so a client
-# cannot inject log lines or oversized headers; anything else is replaced by our own id.
-REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}", re.ASCII)
-#: Path prefixes of the protocols whose errors are ``{"error": "<string>"}`` (nginx's
-#: json-errors.conf makes the same choice for the errors it answers itself).
-MESSAGE_ERROR_PREFIXES: Final = ("/v1/", "/v2/")
 JSON_MIMETYPES: Final = frozenset({"application/json"})
 #: What KServe's and Triton's servers read as JSON: they ignore the Content-Type, and their
 #: users' requests come without one (Triton's client) or with curl -d's form type.
@@ -50,7 +53,11 @@ def state() -> ServerState:
 
 
 def endpoint_label(label: str | None) -> Callable[[F], F]:
-    """Declare a view's ``endpoint`` metric label (``None``: not counted, e.g. /metrics)."""
+    """Declare a view's ``endpoint`` metric label (``None``: not counted, e.g. /metrics).
+
+    ``app.py`` hands the label of the view a request is routed to to the pipeline, which
+    counts the request under it; a request routed to no view (404, 405) counts as ``other``.
+    """
 
     def decorate(view: F) -> F:
         view.metric_endpoint = label  # type: ignore[attr-defined]
@@ -79,47 +86,75 @@ def readiness_response() -> Response:
 
 
 def error_response(exc: RequestError) -> Response:
-    """The error body for ``exc`` with its HTTP status, in the shape the route's protocol uses.
-
-    KServe V1 and OIP v2 routes answer ``{"error": "<string>"}``: their specifications fix
-    it, and Triton's client crashes printing anything else. Every other route answers the
-    project's ``{"error": {"code", "message", "field"?}}``.
-    """
-    if (request.path + "/").startswith(MESSAGE_ERROR_PREFIXES):
-        return json_response(exc.to_message_dict(), exc.status)
-    return json_response(exc.to_dict(), exc.status)
+    """A Flask response of ``exc``'s error body (``pipeline.error_body``) and HTTP status."""
+    return Response(error_body(exc, request.path), exc.status, mimetype="application/json")
 
 
-def get_model(name: str | None) -> LoadedModel:
+def lookup_model(registry: ModelRegistry, environ: Environ, name: str | None) -> LoadedModel:
     """Look up a model and label this request's metrics with it.
 
     The metric label is set only for a known model, so a made-up name in a URL can never
     become a label value (it stays ``none``).
     """
-    model = state().registry.get(name)
-    g.metric_model = model.name
+    model = registry.get(name)
+    environ[MODEL_KEY] = model.name
     return model
 
 
-def current_model_label() -> str:
-    """The ``model`` label for this request: a known model's name or ``none``."""
-    return g.get("metric_model", NO_MODEL)
+def get_model(name: str | None) -> LoadedModel:
+    """``lookup_model`` for the current Flask request."""
+    return lookup_model(state().registry, request.environ, name)
 
 
-def predict(model: LoadedModel, x: np.ndarray) -> Prediction:
+def run_model(metrics: Metrics, model: LoadedModel, x: np.ndarray) -> Prediction:
     """Run the model and record the prediction metrics."""
     result = model.predictor.predict(x)
-    state().metrics.observe_prediction(model.name, len(x), result.counts)
+    metrics.observe_prediction(model.name, len(x), result.counts)
     return result
 
 
-def require_mimetype(allowed: frozenset[str], advertised: frozenset[str] | None = None) -> str:
-    """The request's media type, or ``unsupported_media_type`` (415) if not in ``allowed``.
+def predict(model: LoadedModel, x: np.ndarray) -> Prediction:
+    """``run_model`` for the current Flask request."""
+    return run_model(state().metrics, model, x)
+
+
+def media_type(environ: Environ) -> str:
+    """The request's media type, lower case, without parameters (``""`` when absent)."""
+    return environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+
+
+def read_body(environ: Environ, limit: int) -> bytes:
+    """The request body, or ``body_too_large`` (413) when it exceeds ``limit`` bytes.
+
+    werkzeug's stream handling, as Flask's ``request.get_data`` uses it: the declared length,
+    or a chunked body read up to the limit.
+    """
+    try:
+        return get_input_stream(environ, max_content_length=limit).read()
+    except RequestEntityTooLarge:
+        raise RequestError("body_too_large", f"the request body exceeds {limit} bytes") from None
+
+
+def request_body() -> bytes:
+    """``read_body`` of the current Flask request, with the configured limit."""
+    return read_body(request.environ, state().settings.max_body_bytes)
+
+
+def parse_table(mimetype: str, body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
+    """A CSV or JSON body (by its media type) as the model's feature matrix."""
+    if mimetype in CSV_MIMETYPES:
+        return parse_csv(body, schema, max_rows)
+    return parse_json_body(body, schema, max_rows)
+
+
+def check_media_type(
+    mimetype: str, allowed: frozenset[str], advertised: frozenset[str] | None = None
+) -> str:
+    """``mimetype``, or ``unsupported_media_type`` (415) if not in ``allowed``.
 
     The 415 names ``advertised`` (default: ``allowed``): routes that also tolerate a missing
     or a form Content-Type recommend only the real one.
     """
-    mimetype = request.mimetype
     if mimetype not in allowed:
         raise RequestError(
             "unsupported_media_type",
@@ -127,6 +162,11 @@ def require_mimetype(allowed: frozenset[str], advertised: frozenset[str] | None 
             f"use {' or '.join(sorted(advertised or allowed))}",
         )
     return mimetype
+
+
+def require_mimetype(allowed: frozenset[str], advertised: frozenset[str] | None = None) -> str:
+    """``check_media_type`` of the current Flask request."""
+    return check_media_type(media_type(request.environ), allowed, advertised)
 
 
 def model_summary(model: LoadedModel) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter
 
@@ -25,6 +25,7 @@ from model_server.api.common import (
     get_model,
     json_response,
     predict,
+    request_body,
     require_mimetype,
     state,
 )
@@ -73,7 +74,7 @@ def predict_v1(name: str) -> Response:
     """Predict the instances of a V1 request."""
     model = get_model(name)
     require_mimetype(KSERVE_JSON_MIMETYPES, advertised=JSON_MIMETYPES)
-    body = decode_json(request.get_data(cache=False))
+    body = decode_json(request_body())
     instances = _instances(body)
     x = parse_batch(instances, model.bundle.schema, state().settings.max_rows)
     return json_response({"predictions": predict(model, x).predictions})

@@ -1,8 +1,8 @@
 """MLflow scoring-server compatibility.
 
 MLflow's ``POST /invocations`` shares its path with the SageMaker contract, so that route
-lives in ``sagemaker.py``, which hands JSON bodies to ``parse_request`` here. Accepted bodies
-are MLflow 2's: ``{"dataframe_split": {"columns": [...], "data": [[...]]}}``,
+lives in ``sagemaker.py``, whose JSON bodies are parsed by ``core.parsing.parse_json_body``,
+which takes MLflow 2's shapes: ``{"dataframe_split": {"columns": [...], "data": [[...]]}}``,
 ``{"dataframe_records": [{...}]}``, ``{"instances": [...]}`` and ``{"inputs": ...}`` (optionally
 with ``params``, ignored); the answer is ``{"predictions": [...]}`` like MLflow's pyfunc
 scoring server (class labels for classifiers, numbers for regression).
@@ -15,21 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from flask import Blueprint, Response
 
 from model_server import __version__
 from model_server.api.common import endpoint_label, json_response, readiness_response
-from model_server.core.parsing import parse_json_body
 from model_server.core.predict import Prediction
-from model_server.core.schema import Schema
 
 bp = Blueprint("mlflow", __name__)
-
-
-def parse_request(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
-    """An MLflow (or plain) JSON request body as a validated feature matrix."""
-    return parse_json_body(body, schema, max_rows)
 
 
 def format_response(result: Prediction) -> dict[str, Any]:

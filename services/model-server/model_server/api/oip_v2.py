@@ -4,7 +4,7 @@ Routes: ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``, and per 
 ``GET /v2/models/<name>[/versions/<version>]`` (metadata), ``.../ready`` and
 ``POST .../infer``. A versioned route answers only for the version loaded.
 
-Inputs (see ``core.parsing.parse_tensors``): one tensor of shape ``[N, n_features]``
+Inputs (see ``oip_tensors.parse_tensors``): one tensor of shape ``[N, n_features]``
 (FP64/FP32/FP16/INT*/UINT*) in feature order, or one tensor per feature named after it with
 shape ``[N]`` or ``[N, 1]``, as JSON ``data`` or with the binary tensor data extension
 (``oip_binary``). Outputs: ``predict`` (BYTES labels for classifiers, FP64 values for
@@ -30,11 +30,13 @@ from model_server.api.common import (
     get_model,
     json_response,
     predict,
+    request_body,
     require_mimetype,
     state,
 )
+from model_server.api.oip_tensors import parse_tensors
 from model_server.core.errors import RequestError
-from model_server.core.parsing import decode_json, parse_tensors
+from model_server.core.parsing import decode_json
 from model_server.core.registry import LoadedModel
 
 bp = Blueprint("oip_v2", __name__, url_prefix="/v2")
@@ -147,7 +149,7 @@ def _read_request() -> Any:
     """The inference request: JSON (also without a Content-Type, as Triton's client sends
     it), or the binary extension's JSON header with its inputs' binary data attached."""
     require_mimetype(_REQUEST_MIMETYPES, advertised=JSON_MIMETYPES)
-    raw = request.get_data(cache=False)
+    raw = request_body()
     header_length = request.headers.get(oip_binary.HEADER_LENGTH)
     if header_length is None:
         return decode_json(raw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_server.core.parsing import TENSOR_FLOAT_TYPES
+from model_server.api.oip_tensors import TENSOR_FLOAT_TYPES
 from model_server.core.registry import LoadedModel
 from model_server.core.schema import Feature
 

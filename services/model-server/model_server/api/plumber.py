@@ -2,40 +2,54 @@
 
 Answers ``{"Answer": [...]}`` like plumber's default JSON serializer: the class label for
 classifiers (``"yes"``/``"no"``), the value rounded to 4 decimals for regression.
+
+``answer`` is the route's one implementation: the pipeline's fast route table calls it for
+GET, and the Flask views below (reached for HEAD) call it too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
+import orjson
+import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" codec error handler)
 from flask import Blueprint, Response, request
 
-from model_server.api.common import endpoint_label, get_model, json_response, predict
+from model_server.api.common import (
+    ServerState,
+    endpoint_label,
+    lookup_model,
+    run_model,
+    state,
+)
+from model_server.api.pipeline import Environ
 from model_server.core.parsing import parse_query
 from model_server.core.predict import Prediction
 
 bp = Blueprint("plumber", __name__)
 
 
+def answer(st: ServerState, environ: Environ, name: str | None) -> bytes:
+    """The plumber answer (JSON) to the query of ``environ`` on model ``name`` (default: None)."""
+    model = lookup_model(st.registry, environ, name)
+    x = parse_query(query_pairs(environ.get("QUERY_STRING", "")), model.bundle.schema)
+    result = run_model(st.metrics, model, x)
+    return orjson.dumps(answer_body(result), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 @bp.get("/predict_data")
 @endpoint_label("plumber")
 def predict_default() -> Response:
     """Plumber route on the default model (``diabetes``)."""
-    return _answer(None)
+    return Response(answer(state(), request.environ, None), mimetype="application/json")
 
 
 @bp.get("/models/<name>/predict_data")
 @endpoint_label("plumber")
 def predict_named(name: str) -> Response:
     """Plumber route on any model."""
-    return _answer(name)
-
-
-def _answer(name: str | None) -> Response:
-    model = get_model(name)
-    x = parse_query(_query_pairs(), model.bundle.schema)
-    return json_response(answer_body(predict(model, x)))
+    return Response(answer(state(), request.environ, name), mimetype="application/json")
 
 
 def answer_body(result: Prediction) -> dict[str, Any]:
@@ -45,21 +59,13 @@ def answer_body(result: Prediction) -> dict[str, Any]:
     return {"Answer": [round(float(v), 4) for v in result.predictions]}
 
 
-def split_plain_query(qs: str) -> list[tuple[str, str]] | None:
-    """The (name, value) pairs of a plain query string, or None when it is not plain.
+def query_pairs(qs: str) -> list[tuple[str, str]]:
+    """The (name, value) pairs of a query string, as werkzeug's ``request.args`` has them.
 
-    The common plumber query (ASCII, no percent-escapes or ``+``, no repeated name) is split
-    directly: werkzeug's parse_qsl and MultiDict would return the very same pairs in the same
-    order, at several times the cost on this hot path.
+    The common plumber query (ASCII, no percent-escapes or ``+``) is split directly:
+    ``parse_qsl`` would return the very same pairs in the same order, at several times the
+    cost on this hot path. Invalid percent-escapes stay as they are, as in werkzeug.
     """
     if qs.isascii() and "%" not in qs and "+" not in qs:
-        pairs = [(k, v) for k, _, v in (p.partition("=") for p in qs.split("&") if p)]
-        if len({k for k, _ in pairs}) == len(pairs):
-            return pairs
-    return None
-
-
-def _query_pairs() -> Iterable[tuple[str, str]]:
-    """The query's (name, value) pairs, as ``request.args.items(multi=True)`` gives them."""
-    pairs = split_plain_query(request.environ.get("QUERY_STRING", ""))
-    return request.args.items(multi=True) if pairs is None else pairs
+        return [(k, v) for k, _, v in (p.partition("=") for p in qs.split("&") if p)]
+    return parse_qsl(qs, keep_blank_values=True, errors="werkzeug.url_quote")

@@ -2,8 +2,8 @@
 
 * ``X-Amzn-SageMaker-Target-Model`` names the model (the default model when absent).
 * ``text/csv`` bodies are rows in feature order without a header (a header line is accepted
-  too); ``application/json`` bodies take any shape of ``mlflow.parse_request``, which makes
-  this route MLflow's ``/invocations`` as well.
+  too); ``application/json`` bodies take any shape ``core.parsing.parse_json_body`` takes,
+  MLflow's among them, which makes this route MLflow's ``/invocations`` as well.
 * The answer is ``{"predictions": [...]}``, or one prediction per line when the request sends
   ``Accept: text/csv``.
 """
@@ -19,12 +19,13 @@ from model_server.api.common import (
     endpoint_label,
     get_model,
     json_response,
+    parse_table,
     predict,
     readiness_response,
+    request_body,
     require_mimetype,
     state,
 )
-from model_server.core.parsing import parse_csv
 
 bp = Blueprint("sagemaker", __name__)
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
@@ -43,12 +44,7 @@ def invocations() -> Response:
     """Predict CSV rows or an MLflow/plain JSON body."""
     model = get_model(request.headers.get(TARGET_MODEL_HEADER) or None)
     mimetype = require_mimetype(JSON_MIMETYPES | CSV_MIMETYPES)
-    body = request.get_data(cache=False)
-    max_rows = state().settings.max_rows
-    if mimetype in CSV_MIMETYPES:
-        x = parse_csv(body, model.bundle.schema, max_rows)
-    else:
-        x = mlflow.parse_request(body, model.bundle.schema, max_rows)
+    x = parse_table(mimetype, request_body(), model.bundle.schema, state().settings.max_rows)
     result = predict(model, x)
     # JSON unless the client prefers CSV (no Accept header or */* -> JSON).
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":

@@ -1,4 +1,8 @@
-"""The hot path answers exactly what the Flask views answer, and counts the same metrics."""
+"""The request pipeline: one request id, one set of headers and metrics, one error renderer.
+
+The fast route table and Flask's routing reach the same route handlers: with the table
+switched off, every answer and every counter is the same.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,15 @@ from collections.abc import Callable
 
 import pytest
 from flask import Flask
-from model_server.api.hot_path import HotPath
+from model_server.api.pipeline import Pipeline
 from unit_helpers import BOSTON_COLUMNS, BOSTON_VALUES, sample
 from werkzeug.test import Client
 
 BOSTON_QUERY = "&".join(f"{k}={v}" for k, v in zip(BOSTON_COLUMNS, BOSTON_VALUES, strict=True))
 JSON = "application/json"
 
-#: (method, path, query or body, content type): hot ones, and ones the hot path hands over.
+#: (method, path, query or body, content type): successes and refusals of the fast routes, and
+#: requests that are Flask's.
 REQUESTS = [
     ("GET", "/predict_data", "pregnant=1&glucose=3&pressure=1", None),
     ("GET", "/predict_data", "pregnant=6&glucose=148&pressure=72", None),
@@ -26,7 +31,7 @@ REQUESTS = [
      '"chas":[0],"nox":[0.5],"rm":[6],"age":[65],"dis":[4],"rad":[1],"tax":[242]}}', JSON),
     ("POST", "/models/diabetes/predict", '{"pregnant":1,"glucose":148,"pressure":72}',
      "application/json; charset=utf-8"),
-    # Handed over to Flask: refusals, escapes, other media types, unknown routes.
+    # Refusals, escapes, other media types, unknown models and routes, other methods.
     ("GET", "/predict_data", "pregnant=1&glucose=abc&pressure=1", None),
     ("GET", "/predict_data", "pregnant=1&glucose=3", None),
     ("GET", "/predict_data", "pregnant=1&glucose=3&pressure=1&pressure=2", None),
@@ -53,15 +58,16 @@ def _call(wsgi: Callable, method: str, path: str, data: str, ctype: str | None):
 
 @pytest.fixture
 def twin_apps(make_app: Callable[..., Flask]) -> tuple[Flask, Flask]:
-    """Two identical apps, each with its own metrics; the second without the hot path."""
+    """Two identical apps, each with its own metrics; the second without the fast route table."""
     hot, flask_only = make_app(), make_app()
-    assert isinstance(hot.wsgi_app, HotPath)
-    flask_only.wsgi_app = flask_only.wsgi_app.app  # type: ignore[attr-defined,method-assign]
+    assert isinstance(hot.wsgi_app, Pipeline)
+    assert isinstance(flask_only.wsgi_app, Pipeline)
+    flask_only.wsgi_app.handlers = {}
     return hot, flask_only
 
 
 @pytest.mark.parametrize(("method", "path", "data", "ctype"), REQUESTS)
-def test_hot_path_answers_like_the_flask_views(
+def test_the_fast_routes_answer_like_flask_routing(
     twin_apps: tuple[Flask, Flask], method: str, path: str, data: str, ctype: str | None
 ) -> None:
     hot, flask_only = twin_apps
@@ -73,7 +79,7 @@ def test_hot_path_answers_like_the_flask_views(
         assert a.headers.get(header) == b.headers.get(header), header
 
 
-def test_hot_path_counts_the_same_metrics(twin_apps: tuple[Flask, Flask]) -> None:
+def test_the_fast_routes_count_like_flask_routing(twin_apps: tuple[Flask, Flask]) -> None:
     hot, flask_only = twin_apps
     for _ in range(3):
         for method, path, data, ctype in REQUESTS:
@@ -98,3 +104,67 @@ def test_hot_path_counts_the_same_metrics(twin_apps: tuple[Flask, Flask]) -> Non
         assert sample(hot, name, labels) == sample(flask_only, name, labels), (name, labels)
         # Equal and not vacuously so: every counter compared here moved.
         assert labels == {} or sample(hot, name, labels) > 0, (name, labels)
+
+
+def test_a_refused_fast_request_is_parsed_once_and_leaves_nothing_in_flight(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_server.api import plumber
+
+    calls: list[object] = []
+    real = plumber.parse_query
+
+    def counting(*args: object) -> object:
+        calls.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plumber, "parse_query", counting)
+    app = make_app()
+    response = app.test_client().get("/predict_data?pregnant=1&glucose=abc&pressure=1")
+    assert response.status_code == 422
+    assert len(calls) == 1
+    assert sample(app, "modelfleet_requests_in_flight") == 0
+    assert (
+        sample(app, "modelfleet_errors_total", {"model": "diabetes", "reason": "non_numeric"}) == 1
+    )
+
+
+def test_a_failure_in_a_fast_route_is_a_json_500_with_the_request_id(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_server.api import plumber
+
+    def broken(*_args: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(plumber, "run_model", broken)
+    app = make_app()
+    response = app.test_client().get(
+        "/predict_data?pregnant=1&glucose=3&pressure=1", headers={"X-Request-ID": "req-500"}
+    )
+    assert response.status_code == 500
+    assert response.get_json() == {
+        "error": {"code": "internal", "message": "internal server error"}
+    }
+    assert response.headers["X-Request-ID"] == "req-500"
+    assert response.headers["X-Served-By"] == "replica-test"
+    assert sample(app, "modelfleet_errors_total", {"model": "diabetes", "reason": "internal"}) == 1
+    assert sample(app, "modelfleet_requests_in_flight") == 0
+
+
+@pytest.mark.parametrize("path", ["/nothing", "/predict_data/", "/models/a/b/predict"])
+def test_every_answer_carries_the_pipeline_headers(client: object, path: str) -> None:
+    response = client.post(path, headers={"X-Request-ID": "req-9"})  # type: ignore[attr-defined]
+    assert response.status_code in (404, 405)
+    assert response.headers["X-Request-ID"] == "req-9"
+    assert response.headers["X-Served-By"] == "replica-test"
+
+
+def test_scrapes_are_neither_in_flight_nor_counted(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    app.test_client().get("/metrics")
+    app.test_client().get("/metrics")
+    counted = sum(s.value for f in app.extensions["modelfleet"].metrics.registry.collect()
+                  for s in f.samples if s.name == "modelfleet_requests_total")  # fmt: skip
+    assert counted == 0
+    assert sample(app, "modelfleet_requests_in_flight") == 0
