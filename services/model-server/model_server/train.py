@@ -12,7 +12,7 @@ Writes ``<out>/<name>/model.skops`` and ``<out>/<name>/manifest.json`` for:
   dis + rad + tax`` on rows 1-400, rows 401-506 held out. Column ``b`` is never read.
 
 The output is byte-for-byte reproducible: fixed seeds, single-threaded BLAS, and skops
-archives rewritten without timestamps or memory addresses (see ``_deterministic_skops``).
+archives rewritten without timestamps or memory addresses (see ``model_server.skops_archive``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import json
 import math
 import platform
 import sys
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +33,6 @@ import numpy as np
 import scipy
 import sklearn
 import skops
-import skops.io as sio
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import accuracy_score, mean_squared_error, r2_score, roc_auc_score
@@ -52,6 +50,7 @@ from model_server.core.manifest import (
     Task,
     Training,
 )
+from model_server.skops_archive import deterministic_skops
 
 MODEL_VERSION: Final = "1.0.0"
 SEED: Final = 20240101
@@ -155,62 +154,6 @@ def feature_specs(x: np.ndarray, names: Sequence[str], dataset: str) -> tuple[Nu
             spec = replace(spec, type="binary", max=1.0, allowed=(0, 1))
         specs.append(spec)
     return tuple(specs)
-
-
-# --------------------------------------------------------------------------------------------
-# Deterministic skops archives
-
-
-def _deterministic_skops(model: Any) -> bytes:
-    """Serialise with skops, then strip everything that varies between runs.
-
-    skops writes zip entries with the current time, names numpy payloads after ``id(obj)``
-    (a memory address) and records those ids as ``__id__`` in schema.json. Renumbering the
-    ids in order of first appearance and writing a fresh zip with a fixed timestamp keeps the
-    archive loadable (ids only need to be consistent within the file) and makes it identical
-    across runs.
-    """
-    buffer = io.BytesIO()
-    sio.dump(model, buffer)
-    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src:
-        entries = {name: src.read(name) for name in src.namelist()}
-    schema = json.loads(entries.pop("schema.json"))
-    mapping: dict[str, str] = {}
-
-    def renumber(old: str) -> str:
-        return mapping.setdefault(old, str(len(mapping) + 1))
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                if key == "__id__":
-                    out[key] = int(renumber(str(value)))
-                elif key == "file" and isinstance(value, str):
-                    stem, _, ext = value.rpartition(".")
-                    out[key] = f"{renumber(stem)}.{ext}"
-                else:
-                    out[key] = walk(value)
-            return out
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    schema = walk(schema)
-    renamed = {}
-    for name, data in entries.items():
-        stem, _, ext = name.rpartition(".")
-        if stem not in mapping:
-            raise RuntimeError(f"skops archive entry {name} is not referenced by schema.json")
-        renamed[f"{mapping[stem]}.{ext}"] = data
-    renamed["schema.json"] = json.dumps(schema, indent=2).encode()
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as dst:
-        for name in sorted(renamed):
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            dst.writestr(info, renamed[name])
-    return out.getvalue()
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,7 +313,7 @@ SPECS: Final = (
 def build_bundle(spec: ModelSpec, table: Table, out_dir: Path) -> Path:
     """Train one model and write its bundle directory; return the directory."""
     model, details = spec.train(table)
-    artifact = _deterministic_skops(model)
+    artifact = deterministic_skops(model)
     target = spec.target
     if spec.task == "classification":
         target = replace(target, classes=tuple(str(c) for c in model.classes_))
