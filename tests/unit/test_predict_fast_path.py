@@ -7,6 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from model_server.core.bundle import Bundle, load_bundle
+from model_server.core.manifest import (
+    Artifact,
+    DataFile,
+    Manifest,
+    NumericFeature,
+    Target,
+    Training,
+)
 from model_server.core.predict import Predictor, linear_parts
 from model_server.core.schema import Schema
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -77,12 +85,26 @@ def test_positive_class_first_is_handled() -> None:
     x = np.array([[0.0], [1.0], [2.0], [3.0], [1.5], [2.5]])
     model = LogisticRegression().fit(x, ["yes", "yes", "no", "no", "yes", "no"])
     assert list(model.classes_) == ["no", "yes"]
-    schema = Schema.from_manifest([{"name": "v", "min": 0, "max": 10}])
-    manifest = {
-        "target": {"positive_class": "no", "answers": {"no": "N", "yes": "Y"}},
-        "threshold": 0.5,
-    }
-    bundle = Bundle("t", "1", "classification", manifest, model, schema, "0" * 64, Path("t"))
+    feature = NumericFeature(name="v", type="number", description="", min=0, max=10)
+    manifest = Manifest(
+        name="t",
+        version="1",
+        task="classification",
+        description="",
+        estimator="sklearn.linear_model._logistic.LogisticRegression",
+        features=(feature,),
+        target=Target(
+            name="y", positive_class="no", answers={"no": "N", "yes": "Y"}, classes=("no", "yes")
+        ),
+        threshold=0.5,
+        training=Training(rows=6, split="none"),
+        metrics={},
+        training_data=DataFile(file="t.csv", sha256="0" * 64),
+        artifact=Artifact(file="model.skops", format="skops", sha256="0" * 64),
+        libraries={"scikit-learn": "1.9.1"},
+    )
+    schema = Schema.from_features([feature])
+    bundle = Bundle(manifest, model, schema, "0" * 64, Path("t"))
     predictor = Predictor(bundle)
     expected = model.predict_proba(x)[:, 0]
     np.testing.assert_array_equal(predictor.positive_proba(x), expected)

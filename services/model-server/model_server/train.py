@@ -12,7 +12,7 @@ Writes ``<out>/<name>/model.skops`` and ``<out>/<name>/manifest.json`` for:
   dis + rad + tax`` on rows 1-400, rows 401-506 held out. Column ``b`` is never read.
 
 The output is byte-for-byte reproducible: fixed seeds, single-threaded BLAS, and skops
-archives rewritten without timestamps or memory addresses (see ``_deterministic_skops``).
+archives rewritten without timestamps or memory addresses (see ``model_server.skops_archive``).
 """
 
 from __future__ import annotations
@@ -24,17 +24,15 @@ import json
 import math
 import platform
 import sys
-import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Required, TypedDict
 
 import numpy as np
 import scipy
 import sklearn
 import skops
-import skops.io as sio
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import accuracy_score, mean_squared_error, r2_score, roc_auc_score
@@ -42,6 +40,17 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from model_server.core.bundle import ARTIFACT_FILE, MANIFEST_FILE, sha256_bytes
+from model_server.core.manifest import (
+    Artifact,
+    DataFile,
+    JSONValue,
+    Manifest,
+    NumericFeature,
+    Target,
+    Task,
+    Training,
+)
+from model_server.skops_archive import deterministic_skops
 
 MODEL_VERSION: Final = "1.0.0"
 SEED: Final = 20240101
@@ -123,84 +132,28 @@ def _nice_ceil(value: float) -> float:
     return float(math.ceil(value / scale - 1e-9) * scale)
 
 
-def feature_specs(x: np.ndarray, names: Sequence[str], dataset: str) -> list[dict[str, Any]]:
-    """Manifest feature entries with types and valid ranges derived from the training data."""
+def feature_specs(x: np.ndarray, names: Sequence[str], dataset: str) -> tuple[NumericFeature, ...]:
+    """Manifest features with types and valid ranges derived from the training data."""
     specs = []
     for j, name in enumerate(names):
         col = x[:, j]
         integral = bool(np.all(col == np.round(col)))
         key = f"{name}@{dataset}"
-        spec: dict[str, Any] = {
-            "name": name,
-            "type": "integer" if integral else "number",
-            "description": DESCRIPTIONS.get(key, DESCRIPTIONS.get(name, "")),
-            "min": 0.0,
-            "max": _nice_ceil(2 * float(col.max())),
-            "training_min": float(col.min()),
-            "training_max": float(col.max()),
-        }
+        spec = NumericFeature(
+            name=name,
+            type="integer" if integral else "number",
+            description=DESCRIPTIONS.get(key, DESCRIPTIONS.get(name, "")),
+            min=0.0,
+            max=_nice_ceil(2 * float(col.max())),
+            training_min=float(col.min()),
+            training_max=float(col.max()),
+        )
         if name in PERCENT_FEATURES or key in PERCENT_FEATURES:
-            spec["max"] = 100.0
+            spec = replace(spec, max=100.0)
         if dataset == "boston" and name == "chas":
-            spec.update(type="binary", max=1.0, allowed=[0, 1])
+            spec = replace(spec, type="binary", max=1.0, allowed=(0, 1))
         specs.append(spec)
-    return specs
-
-
-# --------------------------------------------------------------------------------------------
-# Deterministic skops archives
-
-
-def _deterministic_skops(model: Any) -> bytes:
-    """Serialise with skops, then strip everything that varies between runs.
-
-    skops writes zip entries with the current time, names numpy payloads after ``id(obj)``
-    (a memory address) and records those ids as ``__id__`` in schema.json. Renumbering the
-    ids in order of first appearance and writing a fresh zip with a fixed timestamp keeps the
-    archive loadable (ids only need to be consistent within the file) and makes it identical
-    across runs.
-    """
-    buffer = io.BytesIO()
-    sio.dump(model, buffer)
-    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src:
-        entries = {name: src.read(name) for name in src.namelist()}
-    schema = json.loads(entries.pop("schema.json"))
-    mapping: dict[str, str] = {}
-
-    def renumber(old: str) -> str:
-        return mapping.setdefault(old, str(len(mapping) + 1))
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                if key == "__id__":
-                    out[key] = int(renumber(str(value)))
-                elif key == "file" and isinstance(value, str):
-                    stem, _, ext = value.rpartition(".")
-                    out[key] = f"{renumber(stem)}.{ext}"
-                else:
-                    out[key] = walk(value)
-            return out
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    schema = walk(schema)
-    renamed = {}
-    for name, data in entries.items():
-        stem, _, ext = name.rpartition(".")
-        if stem not in mapping:
-            raise RuntimeError(f"skops archive entry {name} is not referenced by schema.json")
-        renamed[f"{mapping[stem]}.{ext}"] = data
-    renamed["schema.json"] = json.dumps(schema, indent=2).encode()
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as dst:
-        for name in sorted(renamed):
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            dst.writestr(info, renamed[name])
-    return out.getvalue()
+    return tuple(specs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,7 +175,20 @@ def _libraries() -> dict[str, str]:
     }
 
 
-def train_diabetes(pima: Table) -> tuple[Any, dict[str, Any]]:
+class Details(TypedDict, total=False):
+    """What a training function knows of the manifest: keyword arguments of ``Manifest``."""
+
+    description: Required[str]
+    features: Required[tuple[NumericFeature, ...]]
+    threshold: float
+    threshold_note: str
+    hyperparameters: dict[str, JSONValue]
+    training: Required[Training]
+    coefficients: dict[str, float]
+    metrics: Required[dict[str, float]]
+
+
+def train_diabetes(pima: Table) -> tuple[Any, Details]:
     """Logistic regression without penalty: ``diabetes ~ pregnant + glucose + pressure``."""
     features = ("pregnant", "glucose", "pressure")
     x = pima.floats(features)
@@ -243,7 +209,7 @@ def train_diabetes(pima: Table) -> tuple[Any, dict[str, Any]]:
             "'link'), which means p >= 0.622; this server applies the threshold to the "
             "probability, so 0.5 corresponds to log-odds >= 0."
         ),
-        "training": {"rows": len(y), "split": "none: all rows"},
+        "training": Training(rows=len(y), split="none: all rows"),
         "coefficients": {
             "intercept": _r(model.intercept_[0]),
             **{f: _r(c) for f, c in zip(features, model.coef_[0], strict=True)},
@@ -255,14 +221,19 @@ def train_diabetes(pima: Table) -> tuple[Any, dict[str, Any]]:
     }
 
 
-def train_diabetes_gbt(pima: Table) -> tuple[Any, dict[str, Any]]:
+def train_diabetes_gbt(pima: Table) -> tuple[Any, Details]:
     """Gradient-boosted trees on all eight Pima features, stratified 70/30 split."""
     x = pima.floats(PIMA_FEATURES)
     y = np.array(pima.columns["diabetes"])
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=0.3, stratify=y, random_state=SEED
     )
-    params = {"n_estimators": 100, "learning_rate": 0.1, "max_depth": 3, "random_state": SEED}
+    params: dict[str, JSONValue] = {
+        "n_estimators": 100,
+        "learning_rate": 0.1,
+        "max_depth": 3,
+        "random_state": SEED,
+    }
     model = GradientBoostingClassifier(**params).fit(x_train, y_train)
     threshold = 0.5
     proba = model.predict_proba(x_test)[:, list(model.classes_).index("pos")]
@@ -274,11 +245,11 @@ def train_diabetes_gbt(pima: Table) -> tuple[Any, dict[str, Any]]:
         "threshold_note": "A row is answered 'yes' when the predicted probability of 'pos' is "
         ">= threshold.",
         "hyperparameters": params,
-        "training": {
-            "rows": len(y_train),
-            "test_rows": len(y_test),
-            "split": f"stratified 70/30, train_test_split(random_state={SEED})",
-        },
+        "training": Training(
+            rows=len(y_train),
+            test_rows=len(y_test),
+            split=f"stratified 70/30, train_test_split(random_state={SEED})",
+        ),
         "metrics": {
             "test_accuracy": _r(accuracy_score(y_test == "pos", proba >= threshold)),
             "test_roc_auc": _r(roc_auc_score(y_test == "pos", proba)),
@@ -286,7 +257,7 @@ def train_diabetes_gbt(pima: Table) -> tuple[Any, dict[str, Any]]:
     }
 
 
-def train_boston(boston: Table) -> tuple[Any, dict[str, Any]]:
+def train_boston(boston: Table) -> tuple[Any, Details]:
     """OLS ``medv ~ crim + zn + indus + chas + nox + rm + age + dis + rad + tax``."""
     x = boston.floats(BOSTON_FEATURES)
     y = np.array([float(v) for v in boston.columns["medv"]])
@@ -296,7 +267,7 @@ def train_boston(boston: Table) -> tuple[Any, dict[str, Any]]:
         "description": "Ordinary least squares of medv on crim, zn, indus, chas, nox, rm, age, "
         "dis, rad and tax, fitted on rows 1-400 (file order); column b is never used.",
         "features": feature_specs(x, BOSTON_FEATURES, "boston"),
-        "training": {"rows": 400, "test_rows": len(y) - 400, "split": "rows 1-400 / 401-506"},
+        "training": Training(rows=400, test_rows=len(y) - 400, split="rows 1-400 / 401-506"),
         "coefficients": {
             "intercept": _r(model.intercept_),
             **{f: _r(c) for f, c in zip(BOSTON_FEATURES, model.coef_, strict=True)},
@@ -315,9 +286,9 @@ class ModelSpec:
 
     name: str
     data_file: str
-    task: str
-    train: Callable[[Table], tuple[Any, dict[str, Any]]]
-    target: dict[str, Any]
+    task: Task
+    train: Callable[[Table], tuple[Any, Details]]
+    target: Target
 
 
 SPECS: Final = (
@@ -326,43 +297,43 @@ SPECS: Final = (
         PIMA_FILE,
         "classification",
         train_diabetes,
-        {"name": "diabetes", "positive_class": "pos", "answers": DIABETES_ANSWERS},
+        Target(name="diabetes", positive_class="pos", answers=DIABETES_ANSWERS),
     ),
     ModelSpec(
         "diabetes-gbt",
         PIMA_FILE,
         "classification",
         train_diabetes_gbt,
-        {"name": "diabetes", "positive_class": "pos", "answers": DIABETES_ANSWERS},
+        Target(name="diabetes", positive_class="pos", answers=DIABETES_ANSWERS),
     ),
-    ModelSpec("boston", BOSTON_FILE, "regression", train_boston, {"name": "medv"}),
+    ModelSpec("boston", BOSTON_FILE, "regression", train_boston, Target(name="medv")),
 )
 
 
 def build_bundle(spec: ModelSpec, table: Table, out_dir: Path) -> Path:
     """Train one model and write its bundle directory; return the directory."""
     model, details = spec.train(table)
-    artifact = _deterministic_skops(model)
-    manifest: dict[str, Any] = {
-        "name": spec.name,
-        "version": MODEL_VERSION,
-        "task": spec.task,
-        "description": details.pop("description"),
-        "estimator": f"{type(model).__module__}.{type(model).__qualname__}",
-        "features": details.pop("features"),
-        "feature_range_rule": RANGE_RULE,
-        "target": spec.target,
-        **details,
-        "training_data": {"file": table.file, "sha256": table.sha256},
-        "artifact": {"file": ARTIFACT_FILE, "format": "skops", "sha256": sha256_bytes(artifact)},
-        "libraries": _libraries(),
-    }
+    artifact = deterministic_skops(model)
+    target = spec.target
     if spec.task == "classification":
-        manifest["target"] = {**spec.target, "classes": [str(c) for c in model.classes_]}
+        target = replace(target, classes=tuple(str(c) for c in model.classes_))
+    manifest = Manifest(
+        name=spec.name,
+        version=MODEL_VERSION,
+        task=spec.task,
+        estimator=f"{type(model).__module__}.{type(model).__qualname__}",
+        feature_range_rule=RANGE_RULE,
+        target=target,
+        training_data=DataFile(file=table.file, sha256=table.sha256),
+        artifact=Artifact(file=ARTIFACT_FILE, format="skops", sha256=sha256_bytes(artifact)),
+        libraries=_libraries(),
+        **details,
+    )
+    text = json.dumps(manifest.to_dict(), indent=2) + "\n"
     bundle = out_dir / spec.name
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / ARTIFACT_FILE).write_bytes(artifact)
-    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (bundle / MANIFEST_FILE).write_text(text, encoding="utf-8")
     return bundle
 
 
@@ -386,8 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output model directory")
     args = parser.parse_args(argv)
     for path in train_all(args.data, args.out):
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
-        print(f"{manifest['name']} {manifest['version']} {manifest['artifact']['sha256']}")
+        manifest = Manifest.from_dict(json.loads((path / MANIFEST_FILE).read_text()))
+        print(f"{manifest.name} {manifest.version} {manifest.artifact.sha256}")
     return 0
 
 

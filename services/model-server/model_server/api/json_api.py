@@ -64,7 +64,7 @@ def list_models() -> Response:
 @endpoint_label("models")
 def get_manifest(name: str) -> Response:
     """The model's manifest (features and ranges, metrics, checksums, library versions)."""
-    return json_response(get_model(name).bundle.manifest)
+    return json_response(get_model(name).bundle.manifest.to_dict())
 
 
 def predict(st: ServerState, environ: Environ, name: str | None) -> bytes:

@@ -1,6 +1,7 @@
 """A model bundle: ``<dir>/<name>/{model.skops, manifest.json}``, verified before loading.
 
-The manifest records the artifact's sha256. ``load_bundle`` hashes the artifact bytes and
+The manifest (``core.manifest.Manifest``) is parsed and validated first; it records the
+artifact's sha256. ``load_bundle`` hashes the artifact bytes and
 refuses (``BundleError``) on any mismatch *before* deserialising them, then loads the same
 bytes it hashed (no second read, so the file cannot change in between) with skops and an
 explicit allow-list of types. Pickle and joblib are never used: loading a pickle runs
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import skops.io as sio
 
+from model_server.core.manifest import Manifest, ManifestError, NumericFeature
 from model_server.core.schema import Schema
 
 ARTIFACT_FILE: Final = "model.skops"
@@ -53,24 +54,33 @@ class Bundle:
     """A verified, loaded model with its manifest.
 
     Attributes:
-        name: Model name (the bundle directory name, also ``manifest["name"]``).
-        version: Model version from the manifest.
-        task: ``"classification"`` or ``"regression"``.
-        manifest: The manifest as loaded from ``manifest.json``.
+        manifest: The validated manifest read from ``manifest.json``.
         model: The deserialised scikit-learn estimator.
         schema: The feature schema, ready for request parsing.
         sha256: The verified sha256 of the artifact.
         path: The bundle directory.
     """
 
-    name: str
-    version: str
-    task: str
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     model: Any
     schema: Schema
     sha256: str
     path: Path
+
+    @property
+    def name(self) -> str:
+        """Model name (the manifest's, which is also the bundle directory's name)."""
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        """Model version from the manifest."""
+        return self.manifest.version
+
+    @property
+    def task(self) -> str:
+        """``"classification"`` or ``"regression"``."""
+        return self.manifest.task
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -87,26 +97,34 @@ def load_bundle(path: Path) -> Bundle:
     """Read, verify and load one bundle directory.
 
     Raises:
-        BundleError: if a file is missing, the manifest is invalid, the artifact's sha256
-            differs from the manifest's, or the artifact contains an untrusted type.
+        BundleError: if a file is missing, the manifest is invalid (the message names the key
+            and the reason), the artifact's sha256 differs from the manifest's, the artifact
+            contains an untrusted type or does not match the manifest's features or classes.
     """
     manifest_path = path / MANIFEST_FILE
     artifact_path = path / ARTIFACT_FILE
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        name = str(manifest["name"])
-        version = str(manifest["version"])
-        task = str(manifest["task"])
-        expected = str(manifest["artifact"]["sha256"])
-        schema = Schema.from_manifest(manifest["features"])
+        manifest = Manifest.from_dict(json.loads(manifest_path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise BundleError(f"{path}: no {MANIFEST_FILE}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BundleError(f"{path}: invalid {MANIFEST_FILE}: {exc!r}") from None
+    except ManifestError as exc:
+        raise BundleError(f"{path}: invalid {MANIFEST_FILE}: {exc}") from None
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise BundleError(f"{path}: {MANIFEST_FILE} is not JSON: {exc}") from None
+    name, expected = manifest.name, manifest.artifact.sha256
     if name != path.name:
         raise BundleError(f"{path}: manifest name {name!r} differs from the directory name")
-    if task not in ("classification", "regression"):
-        raise BundleError(f"{path}: unknown task {task!r}")
+    if manifest.artifact.file != ARTIFACT_FILE:
+        raise BundleError(
+            f"{path}: the artifact must be {ARTIFACT_FILE}, the manifest names "
+            f"{manifest.artifact.file!r}"
+        )
+    numeric = [f for f in manifest.features if isinstance(f, NumericFeature)]
+    if len(numeric) != len(manifest.features):
+        # The manifest format has them already (issue 10); request parsing does not yet.
+        strings = [f.name for f in manifest.features if f.kind == "categorical"]
+        raise BundleError(f"{name}: categorical features {strings} cannot be served yet")
+    schema = Schema.from_features(numeric)
     try:
         data = artifact_path.read_bytes()
     except FileNotFoundError:
@@ -126,4 +144,12 @@ def load_bundle(path: Path) -> Bundle:
             f"{name}: the model expects {model.n_features_in_} features, "
             f"the manifest lists {schema.width}"
         )
-    return Bundle(name, version, task, manifest, model, schema, actual, path)
+    # The Predictor maps the estimator's classes_ to answers: they must be the manifest's.
+    classes = getattr(model, "classes_", None)
+    labels = None if classes is None else [str(c) for c in classes]
+    if manifest.target.classes is not None and labels != list(manifest.target.classes):
+        raise BundleError(
+            f"{name}: the model's classes {labels} differ from the manifest's "
+            f"{list(manifest.target.classes)}"
+        )
+    return Bundle(manifest, model, schema, actual, path)

@@ -47,7 +47,9 @@ class Predictor:
     """Wraps a loaded bundle's estimator with the manifest's post-processing.
 
     Classification: ``p = predict_proba(x)[:, positive]`` and the answer is the positive label
-    when ``p >= threshold`` (the manifest's ``threshold``), otherwise the negative label.
+    when ``p >= threshold`` (the manifest's ``threshold``), otherwise the negative label. Only
+    binary classifiers with a ``positive_class`` and a ``threshold`` are served so far; the
+    manifest can describe others (issue 10).
     Regression: the estimator's ``predict`` output.
     """
 
@@ -56,15 +58,19 @@ class Predictor:
         self.task = bundle.task
         self._model = bundle.model
         if self.task == "classification":
-            target = bundle.manifest["target"]
+            target = bundle.manifest.target
+            threshold = bundle.manifest.threshold
             classes = [str(c) for c in self._model.classes_]
-            self._positive = classes.index(str(target["positive_class"]))
             if len(classes) != 2:
                 raise ValueError(f"{bundle.name}: only binary classifiers are supported")
-            self.threshold = float(bundle.manifest["threshold"])
-            answers = target["answers"]  # class label -> answered label
-            self.negative_answer = str(answers[classes[1 - self._positive]])
-            self.positive_answer = str(answers[classes[self._positive]])
+            if target.positive_class is None or threshold is None:
+                raise ValueError(
+                    f"{bundle.name}: a classifier needs a positive_class and a threshold"
+                )
+            self._positive = classes.index(target.positive_class)
+            self.threshold = float(threshold)
+            self.negative_answer = target.answer(classes[1 - self._positive])
+            self.positive_answer = target.answer(classes[self._positive])
             self.answer_labels: tuple[str, ...] = (self.negative_answer, self.positive_answer)
             # Index 0 -> negative answer, 1 -> positive answer (used with a bool array).
             self._answers = np.array(self.answer_labels, dtype=object)

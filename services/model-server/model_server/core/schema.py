@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from model_server.core.manifest import NumericFeature
+
 
 @dataclass(frozen=True)
 class Feature:
@@ -33,8 +35,21 @@ class Feature:
     description: str = ""
 
     @classmethod
+    def from_spec(cls, spec: NumericFeature) -> Feature:
+        """The parsing view of a manifest feature: bounds and allowed codes as floats."""
+        return cls(
+            name=spec.name,
+            type=spec.type,
+            min=float(spec.min),
+            max=float(spec.max),
+            allowed=None if spec.allowed is None else tuple(float(v) for v in spec.allowed),
+            description=spec.description,
+        )
+
+    @classmethod
     def from_manifest(cls, spec: Mapping[str, Any]) -> Feature:
-        """Build from one entry of the manifest's ``features`` list."""
+        """Build from a feature given as a plain dict (tests, tools): only ``name``, ``min``
+        and ``max`` are required. Bundles go through ``Manifest``, which validates them."""
         allowed = spec.get("allowed")
         return cls(
             name=str(spec["name"]),
@@ -127,6 +142,11 @@ class Schema:
         return len(self.features)
 
     @classmethod
+    def from_features(cls, specs: Sequence[NumericFeature]) -> Schema:
+        """Build from a manifest's features (order = model column order)."""
+        return cls(tuple(Feature.from_spec(s) for s in specs))
+
+    @classmethod
     def from_manifest(cls, specs: Sequence[Mapping[str, Any]]) -> Schema:
-        """Build from the manifest's ``features`` list (order = model column order)."""
+        """Build from features given as plain dicts (tests, tools), in model column order."""
         return cls(tuple(Feature.from_manifest(s) for s in specs))
