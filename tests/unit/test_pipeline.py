@@ -168,3 +168,32 @@ def test_scrapes_are_neither_in_flight_nor_counted(make_app: Callable[..., Flask
                   for s in f.samples if s.name == "modelfleet_requests_total")  # fmt: skip
     assert counted == 0
     assert sample(app, "modelfleet_requests_in_flight") == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "body", "expected"),
+    [
+        ({"CONTENT_LENGTH": "5"}, b"hello", b"hello"),
+        ({"CONTENT_LENGTH": "3"}, b"hello", b"hel"),  # never past the declared length
+        ({"CONTENT_LENGTH": ""}, b"hello", b""),  # no length, not chunked: no body
+        ({"CONTENT_LENGTH": "x"}, b"hello", b""),
+        ({"wsgi.input_terminated": True}, b"chunked", b"chunked"),  # gunicorn's chunked body
+        ({"CONTENT_LENGTH": "11"}, b"hello world", "body_too_large"),
+        ({"wsgi.input_terminated": True}, b"a" * 11, "body_too_large"),
+    ],
+)
+def test_read_body_reads_the_declared_or_chunked_body_up_to_the_limit(
+    extra: dict[str, object], body: bytes, expected: object
+) -> None:
+    import io
+
+    from model_server.api.common import read_body
+    from model_server.core.errors import RequestError
+
+    environ = {"wsgi.input": io.BytesIO(body), **extra}
+    if isinstance(expected, bytes):
+        assert read_body(environ, 10) == expected
+    else:
+        with pytest.raises(RequestError) as caught:
+            read_body(environ, 10)
+        assert (caught.value.code, caught.value.status) == (expected, 413)
