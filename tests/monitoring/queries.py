@@ -59,6 +59,7 @@ ALERT_METRICS = frozenset({"ALERTS", "ALERTS_FOR_STATE"})
 
 #: Metric name prefix -> the scrape job (prometheus.yml) that exposes it.
 JOB_BY_PREFIX = {
+    "modelfleet_upstream_": "upstream-sync",
     "modelfleet_": "model",
     "nginx_": "nginx",
     "prometheus_": "prometheus",
