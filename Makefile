@@ -232,4 +232,4 @@ bench: venv models wrk ## Speed vs constant and naive-pandas baselines, one repl
 	@# see bench/run.py. Without BENCH_LB_URL it starts its own stack (project modelfleet-bench).
 	@if [ -z "$${BENCH_LB_URL:-}" ] && [ "$${BENCH_LB:-auto}" != off ] && docker info >/dev/null 2>&1; \
 	  then $(MAKE) --no-print-directory base-image wheels; fi
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) bench/run.py
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.run
