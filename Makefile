@@ -209,15 +209,15 @@ load: loadgen-image ## Bounded headless load on the running stack; summary, repo
 .PHONY: scaling-report
 scaling-report: build loadgen-image ## Same bounded load on 1-4 capped replicas (own project); reports/scaling/
 	@# SCALING_REPLICAS ("1 2 3 4"), SCALING_MODEL_CPUS (0.25), SCALING_WORKERS (1),
-	@# SCALING_USERS (20), SCALING_SECONDS (20): defaults and meaning in the script's docstring.
-	$(PY) scripts/scaling_report.py run
+	@# SCALING_USERS (20), SCALING_SECONDS (20): defaults and meaning in bench/scaling.py.
+	$(PY) -m bench.scaling run
 
 .PHONY: bench-peers
 bench-peers: models ## Same diabetes model in ModelFleet, BentoML, MLflow (throwaway venvs), measured with wrk; reports/peers/
 	@scripts/host.sh packages wrk
 	@# BENCH_PEERS_SECONDS (10), BENCH_PEERS_ROUNDS (2), BENCH_PEERS_CONNECTIONS (16),
-	@# BENCH_PEERS_WORKERS (1), BENCH_PEERS_STACK (1): see the script's docstring.
-	$(PY) scripts/bench_peers.py
+	@# BENCH_PEERS_WORKERS (1), BENCH_PEERS_STACK (1): see bench/peers.py.
+	$(PY) -m bench.peers
 
 # ---- benchmarks ------------------------------------------------------------------------------
 
