@@ -110,7 +110,7 @@ logs: ## Follow the stack's logs
 .PHONY: dashboards
 dashboards: venv ## Start Grafana (profile dashboards; pulls grafana/grafana, needs a registry)
 	@# A random admin password, created once, kept out of git, readable by Grafana's uid.
-	@$(PY) scripts/grafana_password.py
+	@$(PY) -m scripts.grafana_password
 	$(COMPOSE) --profile dashboards up -d --wait grafana
 	@echo "  Grafana  http://$$($(COMPOSE) port grafana 3000)  (user admin)"
 
@@ -137,7 +137,7 @@ lint: venv ## Static gates: ruff, mypy (strict on the prediction core), bandit, 
 	@# Medium severity and up fail; a `# nosec` carries its reason on the line above.
 	$(VENV)/bin/bandit -q -r --severity-level medium services scripts bench monitoring
 	$(VENV)/bin/hadolint --no-color --config .hadolint.yaml $(wildcard */Dockerfile */*/Dockerfile)
-	$(PY) scripts/check_compose.py
+	$(PY) -m scripts.check_compose
 
 .PHONY: test-unit
 test-unit: venv ## Unit and property tests of the model server and monitoring files, with a coverage floor
