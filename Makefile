@@ -110,7 +110,7 @@ logs: ## Follow the stack's logs
 .PHONY: dashboards
 dashboards: venv ## Start Grafana (profile dashboards; pulls grafana/grafana, needs a registry)
 	@# A random admin password, created once, kept out of git, readable by Grafana's uid.
-	@$(PY) scripts/grafana_password.py
+	@$(PY) -m scripts.grafana_password
 	$(COMPOSE) --profile dashboards up -d --wait grafana
 	@echo "  Grafana  http://$$($(COMPOSE) port grafana 3000)  (user admin)"
 
@@ -137,7 +137,7 @@ lint: venv ## Static gates: ruff, mypy (strict on the prediction core), bandit, 
 	@# Medium severity and up fail; a `# nosec` carries its reason on the line above.
 	$(VENV)/bin/bandit -q -r --severity-level medium services scripts bench monitoring
 	$(VENV)/bin/hadolint --no-color --config .hadolint.yaml $(wildcard */Dockerfile */*/Dockerfile)
-	$(PY) scripts/check_compose.py
+	$(PY) -m scripts.check_compose
 
 .PHONY: test-unit
 test-unit: venv ## Unit and property tests of the model server and monitoring files, with a coverage floor
@@ -209,15 +209,15 @@ load: loadgen-image ## Bounded headless load on the running stack; summary, repo
 .PHONY: scaling-report
 scaling-report: build loadgen-image ## Same bounded load on 1-4 capped replicas (own project); reports/scaling/
 	@# SCALING_REPLICAS ("1 2 3 4"), SCALING_MODEL_CPUS (0.25), SCALING_WORKERS (1),
-	@# SCALING_USERS (20), SCALING_SECONDS (20): defaults and meaning in the script's docstring.
-	$(PY) scripts/scaling_report.py run
+	@# SCALING_USERS (20), SCALING_SECONDS (20): defaults and meaning in bench/scaling.py.
+	$(PY) -m bench.scaling run
 
 .PHONY: bench-peers
 bench-peers: models ## Same diabetes model in ModelFleet, BentoML, MLflow (throwaway venvs), measured with wrk; reports/peers/
 	@scripts/host.sh packages wrk
 	@# BENCH_PEERS_SECONDS (10), BENCH_PEERS_ROUNDS (2), BENCH_PEERS_CONNECTIONS (16),
-	@# BENCH_PEERS_WORKERS (1), BENCH_PEERS_STACK (1): see the script's docstring.
-	$(PY) scripts/bench_peers.py
+	@# BENCH_PEERS_WORKERS (1), BENCH_PEERS_STACK (1): see bench/peers.py.
+	$(PY) -m bench.peers
 
 # ---- benchmarks ------------------------------------------------------------------------------
 
@@ -232,4 +232,4 @@ bench: venv models wrk ## Speed vs constant and naive-pandas baselines, one repl
 	@# see bench/run.py. Without BENCH_LB_URL it starts its own stack (project modelfleet-bench).
 	@if [ -z "$${BENCH_LB_URL:-}" ] && [ "$${BENCH_LB:-auto}" != off ] && docker info >/dev/null 2>&1; \
 	  then $(MAKE) --no-print-directory base-image wheels; fi
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) bench/run.py
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.run

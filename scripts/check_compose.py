@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """`make lint`'s compose check: every service of compose.yaml, in every profile, is bounded and
-hardened. Reads `scripts/compose config --format json` with compose.yaml's own defaults (the
-variables it interpolates are removed from the environment) and fails, naming the service and
-the rule, unless every service has:
+hardened. Reads `scripts/compose config --format json` (through bench.compose) with
+compose.yaml's own defaults (the variables it interpolates are removed from the environment) and
+fails, naming the service and the rule, unless every service has:
 
 - memory and CPU limits and a process limit (`pids_limit` or `deploy.resources.limits.pids`);
 - a read-only root file system, except the services in READ_WRITE_ROOT (with the reason);
@@ -10,22 +9,18 @@ the rule, unless every service has:
 - log rotation (json-file or local driver with `max-size` and `max-file`);
 - published ports on 127.0.0.1 only (never all interfaces), and no host network.
 
-    check_compose.py            check the project's compose.yaml
-    check_compose.py FILE.json  check a saved `compose config --format json` output
+    python -m scripts.check_compose            check the project's compose.yaml
+    python -m scripts.check_compose FILE.json  check a saved `compose config --format json`
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE_FILE = ROOT / "compose.yaml"
+from bench import compose
 
 #: Services allowed a writable root file system, and why. None today: every service writes
 #: only to tmpfs mounts and volumes.
@@ -38,20 +33,8 @@ ROTATION_OPTIONS = {"max-size", "max-file"}
 
 def compose_config() -> dict[str, Any]:
     """`compose config` of every profile, with compose.yaml's defaults for its variables."""
-    variables = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
-    env = {k: v for k, v in os.environ.items() if k not in variables}
     # A fixed project name: the check must not depend on the directory or the caller's project.
-    env["COMPOSE_PROJECT_NAME"] = "modelfleet-check"
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "compose"), "--profile", "*", "config", "--format", "json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return json.loads(out)
+    return compose.config(("*",), project="modelfleet-check", defaults=True)
 
 
 def service_violations(name: str, service: dict[str, Any]) -> list[str]:

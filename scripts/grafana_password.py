@@ -1,8 +1,8 @@
-#!/usr/bin/env python3
 """`make dashboards`' first step: Grafana's admin password file, readable by Grafana only.
 
-    grafana_password.py            the file and uid compose.yaml names (make dashboards)
-    grafana_password.py PATH UID   an explicit file and uid (tests)
+    python -m scripts.grafana_password            the file and uid compose.yaml names
+                                                  (make dashboards)
+    python -m scripts.grafana_password PATH UID   an explicit file and uid (tests)
 
 The file is the compose secret `grafana_admin_password` (GRAFANA_ADMIN_PASSWORD_FILE, default
 build/grafana-admin-password), mounted at /run/secrets/grafana_admin_password, and Grafana runs
@@ -20,15 +20,14 @@ still reads it); anyone else gets a message saying what to do.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import secrets
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import compose
+
 SECRET = "grafana_admin_password"
 SERVICE = "grafana"
 
@@ -43,22 +42,7 @@ _READ, _WRITE = 4, 2
 
 def compose_target() -> tuple[Path, int]:
     """The secret's file and Grafana's uid, as `compose config` resolves them."""
-    out = subprocess.run(
-        [
-            str(ROOT / "scripts" / "compose"),
-            "--profile",
-            "dashboards",
-            "config",
-            "--format",
-            "json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    config = json.loads(out)
+    config = compose.config(("dashboards",))
     return Path(config["secrets"][SECRET]["file"]), int(config["services"][SERVICE]["user"])
 
 

@@ -7,32 +7,47 @@ same models as the model server (same data, same estimators and hyper-parameters
 ``model_server.train``), so both answer the same, and the bench compares what each costs per
 request (target: the model server >= 3x this app's single-row throughput).
 
-Routes (the model server's): ``GET /predict_data?pregnant=..&glucose=..&pressure=..`` and
+Routes (the model server's): ``GET /predict_data?<the diabetes features>`` and
 ``POST /models/<diabetes|boston>/predict`` with JSON records (one object or a list), JSON
 rows in feature order, or CSV with a header line.
 
+The features of each model (and so the columns it trains on) come from the trained bundle's
+manifest in ``MODELFLEET_MODEL_DIR`` (./models), as the model server's do.
+
 Run: ``gunicorn -c services/model-server/gunicorn.conf.py --pythonpath bench/baselines
-naive_app:app`` with ``BENCH_DATA_DIR`` pointing at the vendored ``data/`` (bench/run.py does
-this).
+naive_app:app`` with ``BENCH_DATA_DIR`` pointing at the vendored ``data/`` and
+``MODELFLEET_MODEL_DIR`` at the trained bundles (bench/run.py does this).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from flask import Flask, Response, jsonify, request
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
-DIABETES = ["pregnant", "glucose", "pressure"]
-BOSTON = ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax"]
+ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR", ROOT / "data"))
+MODEL_DIR = Path(os.environ.get("MODELFLEET_MODEL_DIR", ROOT / "models"))
 
 
-def _train() -> dict[str, tuple[object, list[str]]]:
+def _features(name: str) -> list[str]:
+    """The model's features, in order, from its bundle's manifest."""
+    manifest = json.loads((MODEL_DIR / name / "manifest.json").read_text())
+    return [f if isinstance(f, str) else f["name"] for f in manifest["features"]]
+
+
+DIABETES = _features("diabetes")
+BOSTON = _features("boston")
+
+
+def _train() -> dict[str, tuple[Any, list[str]]]:
     pima = pd.read_csv(DATA_DIR / "pima_indians_diabetes.csv")
     diabetes = LogisticRegression(C=np.inf, max_iter=10_000, tol=1e-10)
     diabetes.fit(pima[DIABETES], pima["diabetes"])

@@ -6,14 +6,17 @@ Run it with `make load` (headless, bounded, reports in reports/load/) or open th
 The mix, across the three seed models (diabetes, diabetes-gbt, boston), per 13 requests:
 
     weight  request                                               body
-    3       GET  /predict_data?pregnant=..&glucose=..&pressure=..   plumber, default model
+    3       GET  /predict_data?<features>                          plumber, default model
     2       GET  /models/<model>/predict_data?<features>           plumber, named model
     4       POST /models/<model>/predict                           one JSON record
     1       POST /models/<model>/predict                           a list of BATCH_ROWS records
     1       POST /models/<model>/predict                           columnar {"inputs": {...}}
     2       POST /models/<model>/predict  (text/csv)               BATCH_ROWS rows, header or not
 
-Rows are real rows of the vendored CSVs (data/), so every value lies in the model's range.
+The models, their features and their training files come from the target itself when the test
+starts (`GET /models`, then `GET /models/<name>` for each manifest), so a new model or feature
+needs no change here. Rows are real rows of those training files (the vendored CSVs in data/),
+so every value lies in the model's range.
 Every answer is checked: HTTP 200 and one prediction per row sent; anything else is a failure.
 
 Pass/fail thresholds (stated here; the environment can tighten or relax them for one run):
@@ -49,6 +52,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import gevent
+import requests
 from locust import FastHttpUser, between, events, task
 from locust.env import Environment
 from locust.exception import CatchResponseError, StopUser
@@ -76,16 +80,24 @@ WAIT_MAX = _env_float("LOADGEN_WAIT_MAX", 0.1)
 BATCH_ROWS = int(_env_float("LOADGEN_BATCH_ROWS", 10))
 PROGRESS_SECONDS = _env_float("LOADGEN_PROGRESS_SECONDS", 5)
 
-# ---- the data: real rows of the vendored CSVs -------------------------------------------------
-PIMA = ["pregnant", "glucose", "pressure", "triceps", "insulin", "mass", "pedigree", "age"]
-MODELS: dict[str, tuple[str, list[str]]] = {
-    "diabetes": ("pima_indians_diabetes.csv", PIMA[:3]),
-    "diabetes-gbt": ("pima_indians_diabetes.csv", PIMA),
-    "boston": (
-        "boston_housing.csv",
-        ["crim", "zn", "indus", "chas", "nox", "rm", "age", "dis", "rad", "tax"],
-    ),
-}
+# ---- the data: what the target serves, real rows of the vendored CSVs ------------------------
+#: model -> (training file, features), and the default model: from the target at test start.
+MODELS: dict[str, tuple[str, list[str]]] = {}
+DEFAULT_MODEL: list[str] = []
+
+
+def fetch_models(host: str) -> tuple[str, dict[str, tuple[str, list[str]]]]:
+    """The target's default model, and each model's training file and features."""
+    base = host.rstrip("/")
+    listing = requests.get(f"{base}/models", timeout=10)
+    listing.raise_for_status()
+    body = listing.json()
+    models = {}
+    for m in body["models"]:
+        manifest = requests.get(f"{base}/models/{m['name']}", timeout=10)
+        manifest.raise_for_status()
+        models[m["name"]] = (manifest.json()["training_data"]["file"], list(m["features"]))
+    return body["default_model"], models
 
 
 def _data_dir() -> Path:
@@ -112,7 +124,17 @@ def _load_rows() -> dict[str, list[dict[str, str]]]:
     return rows
 
 
-ROWS = _load_rows()
+ROWS: dict[str, list[dict[str, str]]] = {}
+
+
+def load(host: str) -> None:
+    """Learn the target's models and read their rows (once per process)."""
+    if MODELS:
+        return
+    default, models = fetch_models(host)
+    MODELS.update(models)
+    DEFAULT_MODEL[:] = [default]
+    ROWS.update(_load_rows())
 
 
 def _sample(model: str, n: int) -> list[dict[str, str]]:
@@ -162,6 +184,8 @@ class ModelFleetClient(FastHttpUser):
         if problem:
             gevent.spawn_later(0, _stop, self.environment, problem)
             raise StopUser
+        if not MODELS:  # the test_start hook could not ask the target (it logged why)
+            raise StopUser
 
     def _check(self, response, rows: int, key: str = "predictions") -> None:
         """Mark the response failed unless it is HTTP 200 with one prediction per row."""
@@ -193,7 +217,7 @@ class ModelFleetClient(FastHttpUser):
 
     @task(3)
     def plumber_default(self) -> None:
-        query = urlencode(_sample("diabetes", 1)[0])
+        query = urlencode(_sample(DEFAULT_MODEL[0], 1)[0])
         with self.client.get(
             f"/predict_data?{query}", name="plumber /predict_data", catch_response=True
         ) as r:
@@ -296,6 +320,11 @@ _watcher: list[gevent.Greenlet] = []
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: object) -> None:
+    if environment.host and check_target(environment.host) is None:
+        try:
+            load(environment.host)
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            gevent.spawn_later(0, _stop, environment, f"cannot list the target's models: {exc}")
     if isinstance(environment.runner, WorkerRunner):
         return
     _watcher.append(gevent.spawn(_watch, environment))

@@ -1,4 +1,4 @@
-"""Fixtures for the report generators' unit tests: the scripts as modules, recorded data."""
+"""Fixtures for the report generators' unit tests: their modules, recorded data."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+import bench.peers
+import bench.scaling_report
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -29,7 +32,8 @@ def load_script(name: str) -> ModuleType:
 
 @pytest.fixture(scope="session")
 def scaling() -> ModuleType:
-    return load_script("scaling_report")
+    """bench.scaling_report: the analysis and rendering of `make scaling-report`."""
+    return bench.scaling_report
 
 
 @pytest.fixture
@@ -40,4 +44,5 @@ def recorded() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def peers() -> ModuleType:
-    return load_script("bench_peers")
+    """bench.peers: `make bench-peers`."""
+    return bench.peers

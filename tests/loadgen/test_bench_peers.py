@@ -1,45 +1,48 @@
-"""scripts/bench_peers.py on recorded data: wrk parsing and the comparison table."""
+"""bench/peers.py on recorded data: one round's figures, the medians, the comparison table."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from types import ModuleType
 
+from bench import wrk
+
 DATA = Path(__file__).parent / "data"
 
-WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:38501/models/diabetes/predict
-  1 threads and 16 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     7.10ms    2.01ms  40.11ms   90.00%
-  Latency Distribution
-     50%    6.33ms
-     75%    7.01ms
-     90%    8.50ms
-     99%  120.19ms
-  19401 requests in 10.00s, 3.52MB read
-  Socket errors: connect 0, read 2, write 0, timeout 1
-  Non-2xx or 3xx responses: 5
-Requests/sec:   1940.10
-Transfer/sec:    360.00KB
-"""
+RAW = {
+    "requests": 19401,
+    "duration_us": 10_000_000,
+    "bytes": 3_690_000,
+    "connect_errors": 0,
+    "read_errors": 2,
+    "write_errors": 0,
+    "status_errors": 5,
+    "timeouts": 1,
+    "latency_mean_us": 7100.0,
+    "latency_p50_us": 6330,
+    "latency_p90_us": 8500,
+    "latency_p99_us": 120190,
+    "latency_max_us": 40110,
+}
 
 
-def test_parse_wrk_reads_rate_percentiles_and_errors(peers: ModuleType) -> None:
-    r = peers.parse_wrk(WRK_OUTPUT)
-    assert r["rps"] == 1940.10
+def test_a_round_records_rate_percentiles_and_both_kinds_of_error(peers: ModuleType) -> None:
+    r = peers.round_figures(wrk.WrkResult(RAW))
+    assert r["rps"] == 1940.1
     assert r["requests"] == 19401
     assert (r["p50_ms"], r["p99_ms"]) == (6.33, 120.19)
     assert (r["non2xx"], r["socket_errors"]) == (5, 3)
+    assert r["valid"] is False
 
 
-def test_parse_wrk_converts_microseconds_and_seconds(peers: ModuleType) -> None:
-    out = WRK_OUTPUT.replace("6.33ms", "633.00us").replace("120.19ms", "1.20s")
-    r = peers.parse_wrk(out)
-    assert r["p50_ms"] == 0.633
-    assert r["p99_ms"] == 1200.0
-    assert math.isnan(peers.parse_wrk("no output")["p50_ms"])
+def test_a_round_without_errors_is_valid_and_one_without_requests_is_not(
+    peers: ModuleType,
+) -> None:
+    clean = {**RAW, "read_errors": 0, "status_errors": 0, "timeouts": 0}
+    assert peers.round_figures(wrk.WrkResult(clean))["valid"] is True
+    idle = {**clean, "requests": 0}
+    assert peers.round_figures(wrk.WrkResult(idle))["valid"] is False
 
 
 def test_median_ignores_invalid_rounds_and_flags_them(peers: ModuleType) -> None:
@@ -64,3 +67,11 @@ def test_render_states_ratios_to_one_modelfleet_replica_and_the_goals(peers: Mod
     assert "| modelfleet-1 |" in md and "1.00x" in md
     assert ">= 4x bentoml" in md and ">= 6x mlflow" in md
     assert f"{results['cores']}-core machine" in md
+
+
+def test_render_names_the_features_the_results_were_measured_with(peers: ModuleType) -> None:
+    results = json.loads((DATA / "peers_results.json").read_text())
+    assert "features" not in results  # recorded before results.json carried them
+    assert "One JSON row per request (`diabetes`)." in peers.render(results)
+    results["features"] = ["a", "b"]
+    assert "One JSON row per request (`diabetes`: a, b)." in peers.render(results)

@@ -1,4 +1,5 @@
-"""scripts/scaling_report.py on recorded data: the table, the verdict, the Markdown and plots."""
+"""bench/scaling_report.py, and bench.scaling's render command, on recorded data: the table,
+the verdict, the Markdown and plots."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+import bench.scaling
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -142,7 +145,7 @@ def test_render_command_rerenders_from_a_results_file(
     results = tmp_path / "run" / "results.json"
     results.parent.mkdir()
     results.write_text(__import__("json").dumps(recorded))
-    assert scaling.main(["render", str(results)]) == 0
+    assert bench.scaling.main(["render", str(results)]) == 0
     # The command writes beside the results file exactly what render() writes.
     expected = scaling.render(recorded, tmp_path / "direct")
     assert (results.parent / "README.md").read_text() == expected.read_text()

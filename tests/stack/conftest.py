@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench import models
 from tests.stack.stackctl import Load, Stack, require_docker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,9 +76,11 @@ def loaded_stack(stack: Stack) -> Stack:
     test_stack_dashboards.py each drawn panel). Module scope: each module loads it afresh, so
     the 1m rates its panels read are recent.
     """
+    features = models.served_features(stack.lb_url)["diabetes"]
+    not_a_number = "/predict_data?" + models.query(models.record(features, ("x", 3, 1)))
     with Load(stack.lb_url, threads=2, max_requests=3000, max_seconds=8), requests.Session() as s:
         for _ in range(20):
-            s.get(stack.lb_url + "/predict_data?pregnant=x&glucose=3&pressure=1", timeout=5)
+            s.get(stack.lb_url + not_a_number, timeout=5)
             s.post(stack.lb_url + "/models/boston/predict", json=[], timeout=5)
             s.get(stack.lb_url + "/models/nope", timeout=5)
         time.sleep(8)

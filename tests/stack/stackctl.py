@@ -1,4 +1,8 @@
-"""Drive a running compose stack from tests: compose calls, replicas, bounded load."""
+"""Drive a running compose stack from tests: compose calls, replicas, bounded load.
+
+Compose and Prometheus go through the benchmark toolkit's helpers (bench.compose, bench.prom),
+and requests name the features the stack itself publishes (GET /models), as the benchmarks do.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,19 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-PLUMBER_PATH = "/predict_data?pregnant=1&glucose=3&pressure=1"
+from bench import models
+from bench.compose import Project
+from bench.prom import Prometheus
+
+#: The JSON record the bounded load posts to the diabetes model (features from GET /models).
+LOAD_VALUES = (1, 148, 72)
 
 
 def _docker_available() -> str | None:
@@ -42,31 +53,28 @@ class Stack:
 
     def __init__(self, root: Path, env: dict[str, str]) -> None:
         self.root = root
-        self.env = {**os.environ, **env}
         self.project = env["COMPOSE_PROJECT_NAME"]
+        self.ctl = Project(env, root=root)
+        self.env = self.ctl.env
         self.lb_url = f"http://127.0.0.1:{env['LB_PORT']}"
         self.prometheus_url = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"
 
     def compose(
         self, *args: str, check: bool = True, capture: bool = False, timeout: float = 300
     ) -> str:
-        """Run scripts/compose (the project's one way to call Compose) for this project."""
-        proc = subprocess.run(
-            [str(self.root / "scripts" / "compose"), *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"compose {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc.stdout if capture else ""
+        """Run scripts/compose (the project's one way to call Compose) for this project; its
+        output is kept for the error (a ComposeError, a RuntimeError) when it fails."""
+        return self.ctl.run(*args, check=check, capture=capture, quiet=True, timeout=timeout)
 
     def container_ids(self, service: str = "model") -> list[str]:
         """IDs of the service's running containers."""
-        out = self.compose("ps", "-q", "--status", "running", service, capture=True)
-        return [line for line in out.split() if line]
+        return self.ctl.running(service)
+
+    @cached_property
+    def plumber_path(self) -> str:
+        """``/predict_data?...`` with one row (1, 3, 1: answered "no") of the default model's
+        features, as the stack's GET /models names them."""
+        return models.plumber_path(self.lb_url)
 
     def inspect(self, ids: list[str]) -> list[dict]:
         """`docker inspect` of the given containers."""
@@ -112,18 +120,15 @@ class Stack:
         seen = set()
         with requests.Session() as s:
             for _ in range(requests_count):
-                r = s.get(self.lb_url + PLUMBER_PATH, timeout=5)
+                r = s.get(self.lb_url + self.plumber_path, timeout=5)
                 if r.status_code == 200:
                     seen.add(r.headers.get("X-Served-By", "?"))
         return seen
 
-    def prometheus(self, path: str, **params: str) -> dict:
-        """GET a Prometheus HTTP API path and return its `data`."""
-        r = requests.get(self.prometheus_url + path, params=params, timeout=10)
-        r.raise_for_status()
-        body = r.json()
-        assert body["status"] == "success", body
-        return body["data"]
+    def prometheus(self, path: str, **params: str) -> Any:
+        """GET a Prometheus HTTP API path and return its `data` (PrometheusError unless the
+        status is success)."""
+        return Prometheus(self.prometheus_url).api(path, **params)
 
 
 @dataclass
@@ -158,16 +163,16 @@ class Load:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._plumber_path = ""
+        self._record: dict[str, Any] = {}
 
     def _one(self, session: requests.Session, i: int) -> None:
         try:
             if i % 2:
-                r = session.get(self.base_url + PLUMBER_PATH, timeout=10)
+                r = session.get(self.base_url + self._plumber_path, timeout=10)
             else:
                 r = session.post(
-                    self.base_url + "/models/diabetes/predict",
-                    json={"pregnant": 1, "glucose": 148, "pressure": 72},
-                    timeout=10,
+                    self.base_url + "/models/diabetes/predict", json=self._record, timeout=10
                 )
             ok = r.status_code == 200
             why = f"HTTP {r.status_code}"
@@ -194,6 +199,9 @@ class Load:
                 i += 1
 
     def __enter__(self) -> Load:
+        self._plumber_path = models.plumber_path(self.base_url)
+        features = models.served_features(self.base_url)["diabetes"]
+        self._record = models.record(features, LOAD_VALUES)
         for _ in range(self.threads):
             t = threading.Thread(target=self._run, daemon=True)
             t.start()

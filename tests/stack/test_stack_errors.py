@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.stack.stackctl import PLUMBER_PATH, Stack
+from tests.stack.stackctl import Stack
 
 
 def raw_request(stack: Stack, data: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -47,7 +47,7 @@ def test_uri_over_the_limit_is_414_json(stack: Stack, path: str) -> None:
 
 
 def test_header_over_the_limit_is_431_json(stack: Stack) -> None:
-    r = requests.get(stack.lb_url + PLUMBER_PATH, headers={"X-Big": "a" * 20_000}, timeout=10)
+    r = requests.get(stack.lb_url + stack.plumber_path, headers={"X-Big": "a" * 20_000}, timeout=10)
     assert r.status_code == 431
     assert_json_error(r.status_code, r.headers, r.content, "header_too_large")
 
@@ -55,9 +55,9 @@ def test_header_over_the_limit_is_431_json(stack: Stack) -> None:
 def test_a_request_just_under_the_limits_reaches_a_replica(stack: Stack) -> None:
     # Just under nginx's 8 KiB request line and header line: gunicorn's limits are the same,
     # so the replica answers (here: a plumber refusal of an unknown parameter, in JSON).
-    pad = "a" * (8000 - len(PLUMBER_PATH))
+    pad = "a" * (8000 - len(stack.plumber_path))
     r = requests.get(
-        f"{stack.lb_url}{PLUMBER_PATH}&pad={pad}", headers={"X-Big": "b" * 8000}, timeout=10
+        f"{stack.lb_url}{stack.plumber_path}&pad={pad}", headers={"X-Big": "b" * 8000}, timeout=10
     )
     assert "X-Served-By" in r.headers, r.content[:200]
     assert r.headers["Content-Type"].startswith("application/json")
@@ -66,7 +66,7 @@ def test_a_request_just_under_the_limits_reaches_a_replica(stack: Stack) -> None
 
 def test_many_small_headers_reach_a_replica(stack: Stack) -> None:
     headers = {f"X-H{i}": "v" for i in range(300)}  # over gunicorn's default of 100 fields
-    r = requests.get(stack.lb_url + PLUMBER_PATH, headers=headers, timeout=10)
+    r = requests.get(stack.lb_url + stack.plumber_path, headers=headers, timeout=10)
     assert r.status_code == 200
     assert r.json() == {"Answer": ["no"]}
 

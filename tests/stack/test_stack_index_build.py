@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.stack.stackctl import PLUMBER_PATH, require_docker
+from bench import models
+from tests.stack.stackctl import require_docker
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = f"indextest{os.getpid()}"
@@ -185,7 +186,7 @@ def test_model_server_image_builds_from_the_index_without_a_wheelhouse(
                 pass
             assert time.monotonic() < deadline, "the model server was not ready within 90 s"
             time.sleep(0.5)
-        answer = requests.get(url + PLUMBER_PATH, timeout=5)
+        answer = requests.get(url + models.plumber_path(url), timeout=5)
         assert answer.status_code == 200, answer.text
         assert answer.json()["Answer"] in (["yes"], ["no"])
     finally:

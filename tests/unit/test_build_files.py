@@ -9,13 +9,13 @@ tests/stack/test_stack_index_build.py.
 from __future__ import annotations
 
 import fnmatch
-import json
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from bench import compose
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_LOCKED = ROOT / "services" / "install-locked.sh"
@@ -30,16 +30,7 @@ PYTHON_IMAGES = {
 
 def compose_config(**env: str) -> dict:
     """`compose config` of every profile's services, as JSON, with extra environment."""
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "compose"), "--profile", "*", "config", "--format", "json"],
-        cwd=ROOT,
-        env={**os.environ, "COMPOSE_PROJECT_NAME": "mf-unit-config", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    return json.loads(out)
+    return compose.config(("*",), project="mf-unit-config", **env)
 
 
 def makefile_variable(name: str) -> str:

@@ -122,10 +122,25 @@ def test_the_command_fails_naming_the_service(config: dict[str, Any], tmp_path: 
     saved = tmp_path / "config.json"
     saved.write_text(json.dumps(broken))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "check_compose.py"), str(saved)],
+        [sys.executable, "-m", "scripts.check_compose", str(saved)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 1
     assert "prometheus: no log rotation" in proc.stderr
+
+
+def test_main_names_each_violation_or_counts_the_bounded_services(
+    config: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean, broken = tmp_path / "clean.json", tmp_path / "broken.json"
+    clean.write_text(json.dumps(config))
+    bad = copy.deepcopy(config)
+    bad["services"]["lb"]["cap_drop"] = []
+    broken.write_text(json.dumps(bad))
+    assert check_compose.main([str(clean)]) == 0
+    assert f"{len(config['services'])} services bounded and hardened" in capsys.readouterr().out
+    assert check_compose.main([str(broken)]) == 1
+    assert "check_compose: lb: capabilities not all dropped" in capsys.readouterr().err

@@ -6,7 +6,6 @@ reads the mounted secret is tests/stack/test_stack_grafana_secret.py.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import struct
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import compose
 from tests.loadgen.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,23 +25,7 @@ grafana_password = load_script("grafana_password")
 
 def compose_config(**env: str) -> dict:
     """`compose config` with the dashboards profile, as JSON."""
-    out = subprocess.run(
-        [
-            str(ROOT / "scripts" / "compose"),
-            "--profile",
-            "dashboards",
-            "config",
-            "--format",
-            "json",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "COMPOSE_PROJECT_NAME": "mf-unit-config", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    return json.loads(out)
+    return compose.config(("dashboards",), project="mf-unit-config", **env)
 
 
 def test_grafana_reads_its_password_from_the_secret_and_never_gets_a_default() -> None:
@@ -68,7 +52,7 @@ def test_grafana_refuses_to_start_without_a_readable_password() -> None:
 def test_the_script_resolves_the_file_and_uid_from_compose(tmp_path: Path) -> None:
     target = tmp_path / "pw"
     proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "grafana_password.py")],
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "scripts.grafana_password"],
         cwd=ROOT,
         env={
             **os.environ,
@@ -89,7 +73,7 @@ def test_make_dashboards_creates_the_password_with_the_script() -> None:
     recipe = (ROOT / "Makefile").read_text().split("\ndashboards:", 1)[1].split("\n\n", 1)[0]
     lines = [line.strip() for line in recipe.splitlines()[1:] if not line.strip().startswith("@#")]
     # The password first, then Grafana.
-    assert lines[0] == "@$(PY) scripts/grafana_password.py"
+    assert lines[0] == "@$(PY) -m scripts.grafana_password"
     assert "up -d --wait grafana" in lines[1]
 
 
@@ -145,3 +129,14 @@ def test_without_acls_root_hands_the_file_to_grafana(
     grafana_password.grant_read(path, GRAFANA_UID)
     assert path.stat().st_uid == GRAFANA_UID
     assert stat.S_IMODE(path.stat().st_mode) == 0o400
+
+
+def test_main_takes_an_explicit_file_and_uid_or_prints_its_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "pw"
+    assert grafana_password.main([str(target), str(GRAFANA_UID)]) == 0
+    assert f"Grafana admin password: {target}" in capsys.readouterr().out
+    assert grafana_password.acl_readers(target) == {GRAFANA_UID}
+    assert grafana_password.main(["only-a-path"]) == 2
+    assert "python -m scripts.grafana_password PATH UID" in capsys.readouterr().err
