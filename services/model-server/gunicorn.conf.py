@@ -48,6 +48,11 @@ worker_tmp_dir = "/dev/shm"  # nosec B108
 # On SIGTERM, finish in-flight requests for up to 20 s; compose's stop_grace_period is 30 s,
 # so gunicorn always exits on its own before Docker sends SIGKILL.
 graceful_timeout = 20
+# Recycling: a worker that served max_requests (+ up to the jitter) finishes its requests and
+# is replaced; nginx retries on another replica a request sent on a keep-alive connection the
+# old worker was closing.
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
 # A worker silent for 30 s is stuck (predictions take milliseconds): restart it.
 timeout = 30
 

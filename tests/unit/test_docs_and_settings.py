@@ -101,7 +101,12 @@ def test_settings_from_environment() -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"MODELFLEET_MAX_ROWS": "many"}, {"MODELFLEET_WORKERS": "0"}, {"MODELFLEET_LOG_LEVEL": "x"}],
+    [
+        {"MODELFLEET_MAX_ROWS": "many"},
+        {"MODELFLEET_WORKERS": "0"},
+        {"MODELFLEET_LOG_LEVEL": "x"},
+        {"MODELFLEET_MAX_REQUESTS": "-1"},
+    ],
 )
 def test_invalid_settings_fail_at_start_naming_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="MODELFLEET_"):
@@ -132,3 +137,10 @@ def test_every_settings_field_type_converts() -> None:
     assert converted.model_dir == Path("/models")
     assert converted.log_level == "DEBUG"
     assert converted.prometheus_multiproc_dir == "/tmp/m"
+
+
+def test_workers_are_recycled_by_default_and_recycling_can_be_switched_off() -> None:
+    default = Settings.from_env({})
+    assert default.max_requests > 0 and 0 < default.max_requests_jitter < default.max_requests
+    off = Settings.from_env({"MODELFLEET_MAX_REQUESTS": "0"})
+    assert off.max_requests == 0

@@ -53,6 +53,15 @@ class Settings:
     threads: int = 4
     """Threads per gunicorn gthread worker (gunicorn.conf.py)."""
 
+    max_requests: int = 100_000
+    """Requests after which a gunicorn worker is recycled (replaced by a fresh one, after it
+    finished its current requests), bounding what a slow leak can grow to; 0: never. With
+    ``max_requests_jitter``; at 2,000 requests/s per worker a worker lives about a minute."""
+
+    max_requests_jitter: int = 10_000
+    """Random extra requests (0 to this) per worker before recycling, so that the workers of
+    a replica, started together, are not recycled together."""
+
     access_log: bool = False
     """Write a JSON access-log line per request to stdout (gunicorn.conf.py). Off by default:
     nginx already logs every request, and the metrics carry the aggregates."""
@@ -66,6 +75,9 @@ class Settings:
         for name in ("max_rows", "max_body_bytes", "port", "workers", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{PREFIX}{name.upper()} must be a positive integer")
+        for name in ("max_requests", "max_requests_jitter"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{PREFIX}{name.upper()} must be 0 or a positive integer")
         if self.log_level not in _LOG_LEVELS:
             raise ValueError(f"{PREFIX}LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
         if not self.replica_id:
