@@ -165,11 +165,7 @@ def package(
         (staged / ARTIFACT_FILE).write_bytes(artifact)
         text = (json.dumps(manifest.to_dict(), indent=2) + "\n").encode()
         (staged / MANIFEST_FILE).write_bytes(text)
-        frame_fitted = getattr(model, "feature_names_in_", None) is not None
-        own = (
-            (lambda x: own_outputs(model, task, x, manifest.target, opts)) if frame_fitted else None
-        )
-        verify(staged, manifest, table, expected, own)
+        verify(staged, manifest, table, expected, _own(model, task, manifest, opts))
         entry = VersionEntry(manifest.artifact.sha256, sha256_bytes(text))
         try:
             index = publish(repo, staged, name, version, entry, force=opts.force)

@@ -120,8 +120,10 @@ def check_estimator(model: Any) -> Task:
             f"{UNSUPPORTED_LIBRARIES[root]} objects are not supported "
             f"({kind.__module__}.{kind.__qualname__}): the server runs only scikit-learn"
         )
-    if not isinstance(model, BaseEstimator) or not hasattr(model, "predict"):
+    if not isinstance(model, BaseEstimator):
         raise PackagingError(f"not a scikit-learn estimator: {kind.__module__}.{kind.__qualname__}")
+    if not hasattr(model, "predict"):
+        raise PackagingError(f"{kind.__name__} has no predict(): nothing to serve")
     try:
         check_is_fitted(model)
     except NotFittedError:
