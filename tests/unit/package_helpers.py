@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import skops.io as sio
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 
 SAMPLE_ROWS = 60
 
@@ -41,6 +41,12 @@ def iris() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Iris: three classes, 0, 1, 2."""
     data = load_iris()
     return data.data, data.target, ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def wine() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Wine: three classes, 13 numeric features."""
+    data = load_wine()
+    return data.data, data.target, [str(n).replace("/", "_") for n in data.feature_names]
 
 
 def sample_csv(tmp_path: Path, x: np.ndarray, names: list[str], y: Any = None) -> Path:

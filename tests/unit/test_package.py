@@ -39,6 +39,7 @@ from tests.unit.package_helpers import (
     sample_csv,
     save_skops,
     shops_frame,
+    wine,
 )
 
 NEEDS_SERVING = pytest.mark.xfail(reason="needs generic-models (issue 10 serving)", strict=True)
@@ -177,6 +178,21 @@ def test_an_estimator_fitted_on_a_dataframe_keeps_its_column_order(tmp_path: Pat
     assert "pandas" in done.manifest.libraries
 
 
+def test_in_a_notebook_the_sample_may_be_a_dataframe(tmp_path: Path) -> None:
+    frame = shops_frame()[["visits", "price", "bought"]]
+    model = make_pipeline(StandardScaler(), LogisticRegression())
+    model.fit(frame[["visits", "price"]], frame["bought"])
+    sample = frame.head(25)
+    done = package(model, sample, "shop", "1", repository=tmp_path / "r", threshold=0.5)
+    assert done.manifest.training_data.file == "sample.csv"
+    assert done.verified_rows == 25
+    golden = done.manifest.golden_rows or ()
+    assert golden[0].inputs == {
+        "visits": sample["visits"].iloc[0],
+        "price": sample["price"].iloc[0],
+    }
+
+
 def test_a_pickle_is_converted_to_skops_with_a_warning(tmp_path: Path) -> None:
     x, y, names = diabetes_regression()
     joblib.dump(Ridge().fit(x, y), tmp_path / "m.joblib")
@@ -236,8 +252,9 @@ def test_a_trusted_type_is_recorded_and_the_bundle_loads(tmp_path: Path) -> None
 
 
 @NEEDS_SERVING
-def test_a_multiclass_classifier_answers_class_labels(tmp_path: Path) -> None:
-    x, y, names = iris()
+@pytest.mark.parametrize("dataset", [iris, wine])
+def test_a_multiclass_classifier_answers_class_labels(tmp_path: Path, dataset: Any) -> None:
+    x, y, names = dataset()
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
     done = package(
         model, sample_csv(tmp_path, x[::3], names, y[::3]), "iris", "1",

@@ -143,6 +143,32 @@ def test_a_failed_index_write_keeps_the_old_index(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_an_interrupted_publish_puts_everything_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, force: bool
+) -> None:
+    import model_server.repository as repository
+
+    if force:
+        add(tmp_path, "churn", "1")
+
+    def files() -> dict[Path, bytes]:
+        return {
+            p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".lock"
+        }
+
+    before = files()
+
+    def interrupted(repo: Path, index: Index) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repository, "write_index", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        add(tmp_path, "churn", "1", B, force=force)
+    assert files() == before
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
 @pytest.mark.parametrize("value", ["../x", "a/b", "a\\b", ".hidden", "", "-x", "x" * 101, "é"])
 def test_names_and_versions_with_path_characters_are_refused(value: str) -> None:
     with pytest.raises(RepositoryError, match=r"is not a plain name: .*no path characters"):

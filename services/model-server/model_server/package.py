@@ -123,7 +123,7 @@ class Packaged:
 
 def package(
     estimator: Any,
-    sample: str | Path,
+    sample: Any,
     name: str,
     version: str,
     *,
@@ -131,7 +131,8 @@ def package(
     warn: Callable[[str], None] = stderr,
     **options: Any,
 ) -> Packaged:
-    """Package ``estimator`` (a fitted estimator, or a ``.skops``/joblib/pickle file).
+    """Package ``estimator`` (a fitted estimator, or a ``.skops``/joblib/pickle file) with
+    ``sample`` (a CSV file, or in a notebook a pandas DataFrame, recorded as ``sample.csv``).
 
     ``options`` are ``Options``'s fields. Raises ``PackagingError`` (one line) for anything
     refused; nothing is left in the repository then.
@@ -148,11 +149,7 @@ def package(
     source = estimator if isinstance(estimator, str | Path) else None
     model = load_estimator(estimator, opts.trusted_types, opts.trust_pickle, warn)
     task = check_estimator(model)
-    sample_path = Path(sample)
-    try:
-        table = read_sample(sample_path.name, sample_path.read_bytes())
-    except OSError as exc:
-        raise PackagingError(f"cannot read the sample: {exc}") from None
+    table = _read_sample(sample)
     artifact = deterministic_skops(model)
     # Beyond skops' own defaults, which the server's loader accepts as well.
     extra = [t for t in sio.get_untrusted_types(data=artifact) if t not in TRUSTED_TYPES]
@@ -172,6 +169,18 @@ def package(
         except RepositoryError as exc:
             raise PackagingError(str(exc)) from None
     return Packaged(target_dir, manifest, index, len(table.rows))
+
+
+def _read_sample(sample: Any) -> Sample:
+    """The sample from a CSV file, or from a DataFrame written as CSV (pandas writes floats
+    with ``repr``, which round-trips, so the CSV holds exactly the frame's numbers)."""
+    if hasattr(sample, "to_csv") and not isinstance(sample, str | Path):
+        return read_sample("sample.csv", sample.to_csv(index=False).encode())
+    path = Path(sample)
+    try:
+        return read_sample(path.name, path.read_bytes())
+    except OSError as exc:
+        raise PackagingError(f"cannot read the sample: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import numpy as np
 
 from model_server.core.bundle import BundleError, load_bundle
 from model_server.core.errors import RequestError
-from model_server.core.manifest import Manifest
+from model_server.core.manifest import Manifest, NumericFeature
 from model_server.core.parsing.csv_body import parse_csv
 from model_server.core.predict import Predictor
 from model_server.package_derive import PackagingError, Sample
@@ -75,9 +75,15 @@ def verify(
         x = parse_csv(body, bundle.schema, max_rows=len(sample.rows))
     except RequestError as exc:
         raise PackagingError(f"the server refuses the sample: {exc}") from None
-    numbers = [np.array([float(c) for c in sample.column(n)]) for n in manifest.feature_names]
-    if isinstance(x, np.ndarray) and not np.array_equal(x, np.column_stack(numbers)):
-        raise PackagingError("the server reads the sample's numbers as other floats than Python")
+    numeric = all(isinstance(f, NumericFeature) for f in manifest.features)
+    if numeric and isinstance(x, np.ndarray):
+        mine = np.column_stack(
+            [[float(c) for c in sample.column(n)] for n in manifest.feature_names]
+        )
+        if not np.array_equal(x, mine):
+            raise PackagingError(
+                "the server reads the sample's numbers as other floats than Python"
+            )
     with warnings.catch_warnings():
         # The server passes a matrix; an estimator fitted on a DataFrame warns that it has no
         # column names, once per call. The matrix's columns are in the estimator's order.

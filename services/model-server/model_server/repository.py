@@ -242,10 +242,18 @@ def publish(
             old = target.with_name(f"{TEMP_PREFIX}old-{version}-{os.getpid()}")
             os.replace(target, old)
         os.replace(staged, target)
+        updated = add_version(index, name, version, entry)
+        try:
+            write_index(repo, updated)
+        except BaseException:
+            # Ctrl-C or a full disk between the rename and the index: put everything back, so
+            # the directory never exists without its index entry (or with the wrong one).
+            os.replace(target, staged)
+            if old is not None:
+                os.replace(old, target)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        updated = add_version(index, name, version, entry)
-        write_index(repo, updated)
     return updated
 
 
