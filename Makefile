@@ -126,6 +126,37 @@ serve: models ## Run one model server on 127.0.0.1:8000 without Docker
 	  ../../$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8000 \
 	  'model_server.app:create_app()'
 
+# ---- your own models (issue 10) ---------------------------------------------------------------
+# The model repository: <name>/<version>/ bundles and index.json (model_server/repository.py).
+MODELFLEET_MODEL_REPOSITORY ?= models
+# The recipes read the variables from the environment (make exports command-line variables), so
+# the shell quotes them: a path with spaces or quotes arrives as one argument.
+MODEL_CLI := PYTHONPATH=services/model-server $(PY) -m
+
+.PHONY: model-package
+model-package: venv ## Package a fitted estimator: ESTIMATOR=<file> SAMPLE=<csv> NAME= VERSION= [TARGET=] (README)
+	$(if $(and $(ESTIMATOR),$(SAMPLE),$(NAME),$(VERSION)),,$(error usage: make model-package \
+	  ESTIMATOR=<file> SAMPLE=<csv> NAME=<name> VERSION=<version> [TARGET=<column>] [FORCE=1] \
+	  [TRUST_PICKLE=1] [TRUST_TYPES=a.B,c.D] [THRESHOLD=p POSITIVE=<class>] [ANSWERS=a=x,b=y] \
+	  [MARGIN=0.5] [RANGES=f=min:max,...] [DESCRIPTION=...]))
+	@$(MODEL_CLI) model_server.package --repository "$(MODELFLEET_MODEL_REPOSITORY)" \
+	  --estimator "$$ESTIMATOR" --sample "$$SAMPLE" --name "$$NAME" --version "$$VERSION" \
+	  $${TARGET:+--target "$$TARGET"} $${TRUST_TYPES:+--trust-types "$$TRUST_TYPES"} \
+	  $${THRESHOLD:+--threshold "$$THRESHOLD"} $${POSITIVE:+--positive "$$POSITIVE"} \
+	  $${ANSWERS:+--answers "$$ANSWERS"} $${MARGIN:+--margin "$$MARGIN"} \
+	  $${RANGES:+--ranges "$$RANGES"} $${DESCRIPTION:+--description "$$DESCRIPTION"} \
+	  $(if $(filter 1,$(FORCE)),--force) $(if $(filter 1,$(TRUST_PICKLE)),--trust-pickle)
+
+.PHONY: model-list
+model-list: venv ## List the model repository: versions, current, sha256, task, features
+	@$(MODEL_CLI) model_server.repository_cli --repository "$(MODELFLEET_MODEL_REPOSITORY)" list
+
+.PHONY: model-remove
+model-remove: venv ## Remove a model version that is not current: make model-remove NAME= VERSION=
+	$(if $(and $(NAME),$(VERSION)),,$(error usage: make model-remove NAME=<name> VERSION=<version>))
+	@$(MODEL_CLI) model_server.repository_cli --repository "$(MODELFLEET_MODEL_REPOSITORY)" \
+	  remove "$$NAME" "$$VERSION"
+
 # ---- checks -------------------------------------------------------------------------------------
 
 .PHONY: lint
@@ -133,7 +164,8 @@ lint: venv ## Static gates: ruff, mypy (strict on the prediction core), bandit, 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict services/model-server/model_server/core
+	$(VENV)/bin/mypy --strict services/model-server/model_server/core \
+	  services/model-server/model_server/repository.py services/model-server/model_server/package*.py
 	@# Medium severity and up fail; a `# nosec` carries its reason on the line above.
 	$(VENV)/bin/bandit -q -r --severity-level medium services scripts bench monitoring
 	$(VENV)/bin/hadolint --no-color --config .hadolint.yaml $(wildcard */Dockerfile */*/Dockerfile)

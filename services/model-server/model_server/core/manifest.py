@@ -11,7 +11,11 @@ The format is shaped for models other than the seed ones too (issue 10): feature
 classifiers may have any number of classes, the decision threshold is optional, and golden rows
 record inputs with the outputs a bundle must reproduce.
 
-Why ``"manifest_version": 1``, an integer and the first key: the name says what it versions,
+Format 2 (issue 10) adds one optional key, ``trusted_types``: the types beyond the server's
+allow-list that the operator trusted when packaging. Format 1 files are still read, and may not
+have it.
+
+Why ``"manifest_version"``, an integer and the first key: the name says what it versions,
 the manifest format, and cannot be mistaken for the model's own ``version``; readers only test
 it for membership in ``SUPPORTED_VERSIONS``, so an integer says all there is to say. BentoML's
 ``model.yaml`` keeps its format revision the same way (``api_version: v1``) beside the model's
@@ -67,13 +71,15 @@ __all__ = [
     "Training",
 ]
 
-MANIFEST_VERSION: Final = 1
-"""The format version this code writes."""
-SUPPORTED_VERSIONS: Final = frozenset({1})
+MANIFEST_VERSION: Final = 2
+"""The format version this code writes (2 added ``trusted_types``)."""
+SUPPORTED_VERSIONS: Final = frozenset({1, 2})
 """Every format version this code reads; any other is refused."""
 ARTIFACT_FORMATS: Final = ("skops",)
 # Names and versions become directory names and URL segments: no path characters (issue 10).
 _PLAIN_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# A type as skops names it: dotted module path and qualified name (``pkg.mod.Class``).
+_TYPE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 
 
@@ -105,6 +111,8 @@ class Manifest:
         metrics: Quality measured at training time (name -> value).
         training_data: The data file the model was trained on (or the packaging sample).
         artifact: The serialised estimator's file, format and sha256.
+        trusted_types: Types beyond the server's allow-list that the operator trusted
+            explicitly when packaging (format 2 on); ``None`` when there are none.
         libraries: Library versions the model was made with (``scikit-learn`` at least).
         golden_rows: Inputs with the outputs the bundle must give for them.
     """
@@ -126,6 +134,7 @@ class Manifest:
     metrics: Mapping[str, float]
     training_data: DataFile
     artifact: Artifact
+    trusted_types: tuple[str, ...] | None = None
     libraries: Mapping[str, str]
     golden_rows: tuple[GoldenRow, ...] | None = None
 
@@ -170,6 +179,7 @@ class Manifest:
             metrics=r.numbers("metrics"),
             training_data=read_data_file(r.obj("training_data")),
             artifact=read_artifact(r.obj("artifact")),
+            trusted_types=r.opt("trusted_types", r.string_list),
             libraries=r.strings("libraries"),
             golden_rows=r.opt("golden_rows", golden_rows_reader(r)),
         )
@@ -206,7 +216,25 @@ def _check(m: Manifest) -> None:
     file = m.artifact.file
     if not file or "/" in file or "\\" in file or file in (".", ".."):
         raise ManifestError("artifact.file", f"{file!r} is not a file name inside the bundle")
+    _check_trusted_types(m)
     if "scikit-learn" not in m.libraries:
         raise ManifestError("libraries", "missing scikit-learn (the version the model needs)")
     for i, row in enumerate(m.golden_rows or ()):
         check_golden_row(row, f"golden_rows[{i}]", m.task, m.features, m.target)
+
+
+def _check_trusted_types(m: Manifest) -> None:
+    """``trusted_types`` exists from format 2 on; when present it names at least one type,
+    each once, each a dotted type name (what skops reports and ``trusted=`` takes)."""
+    types = m.trusted_types
+    if types is None:
+        return
+    if m.manifest_version < 2:
+        raise ManifestError("trusted_types", "needs manifest_version 2")
+    if not types:
+        raise ManifestError("trusted_types", "expected at least one type (or leave it out)")
+    if len(set(types)) != len(types):
+        raise ManifestError("trusted_types", "types repeat")
+    for i, name in enumerate(types):
+        if not _TYPE_NAME.fullmatch(name):
+            raise ManifestError(f"trusted_types[{i}]", f"{name!r} is not a dotted type name")
