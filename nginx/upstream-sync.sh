@@ -24,7 +24,14 @@ INTERVAL="${UPSTREAM_SYNC_INTERVAL:-2}"
 PROBE_PATH="${UPSTREAM_PROBE_PATH:-/readyz}"
 # Passive health: one failure takes a server out for FAIL_TIMEOUT (nginx retries elsewhere).
 SERVER_OPTS="${UPSTREAM_SERVER_OPTS:-max_fails=1 fail_timeout=5s}"
+# Deadlines in whole seconds (see balancer.conf): a replica that has not answered a request
+# within its deadline is given up and the request retried on another replica, for at most
+# 3x (2x for large bodies) the deadline in all. The front tier waits up to 60 s for the
+# balancer tier, so 2 x UPSTREAM_DEADLINE_LARGE must stay below that.
+DEADLINE="${UPSTREAM_DEADLINE:-3}"
+DEADLINE_LARGE="${UPSTREAM_DEADLINE_LARGE:-20}"
 CONF="${UPSTREAM_CONF:-/run/nginx/upstream.conf}"
+CONF_DIR="$(dirname "$CONF")"
 METRICS_FILE="${UPSTREAM_METRICS_FILE:-/run/nginx/upstream-sync.prom}"
 BALANCER=(nginx -e stderr -c /etc/nginx/balancer.conf)
 
@@ -100,6 +107,28 @@ apply() {
   fi
 }
 
+# The balancer tier's deadline includes, from DEADLINE and DEADLINE_LARGE; refuses values
+# that are not whole seconds in range, naming the variable.
+render_deadlines() {
+  local name value
+  for name in DEADLINE DEADLINE_LARGE; do
+    value="${!name}"
+    if ! [[ "$value" =~ ^[1-9][0-9]?$ ]]; then
+      log "UPSTREAM_$name=$value must be a whole number of seconds from 1 to 99"
+      return 1
+    fi
+  done
+  # The front tier waits 60 s for the balancer tier: every retry window must end before.
+  if [ $((3 * DEADLINE)) -ge 60 ] || [ $((2 * DEADLINE_LARGE)) -ge 60 ]; then
+    log "UPSTREAM_DEADLINE must be below 20 and UPSTREAM_DEADLINE_LARGE below 30 (the front tier waits 60 s)"
+    return 1
+  fi
+  printf 'proxy_read_timeout %ss;\nproxy_next_upstream_timeout %ss;\n' \
+    "$DEADLINE" "$((3 * DEADLINE))" >"$CONF_DIR/deadline.conf"
+  printf 'proxy_read_timeout %ss;\nproxy_next_upstream_timeout %ss;\n' \
+    "$DEADLINE_LARGE" "$((2 * DEADLINE_LARGE))" >"$CONF_DIR/deadline-large.conf"
+}
+
 write_metrics() {
   local replicas
   replicas=$(current_addresses | grep -c .)
@@ -127,6 +156,7 @@ EOF
 }
 
 main() {
+  render_deadlines || exit 2
   render "$CONF"
   last_change=$(date +%s)
   write_metrics

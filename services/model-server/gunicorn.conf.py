@@ -53,8 +53,10 @@ graceful_timeout = 20
 # old worker was closing.
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests_jitter
-# A worker silent for 30 s is stuck (predictions take milliseconds): restart it.
-timeout = 30
+# A worker without a heartbeat for this long is hung or stopped: the master kills and replaces
+# it. Meanwhile the load balancer's deadline (UPSTREAM_DEADLINE) has already sent its requests
+# to other replicas.
+timeout = _settings.worker_timeout
 
 # Keep idle client connections longer than nginx's upstream keepalive_timeout (60 s): the
 # side that closes an idle keep-alive connection must be nginx, otherwise nginx may send a

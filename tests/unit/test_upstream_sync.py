@@ -162,3 +162,54 @@ def test_the_metrics_file_is_prometheus_text_with_help_and_type(sync: Sync) -> N
         kind = "counter" if name.endswith("_total") else "gauge"
         assert f"# TYPE {name} {kind}" in lines
     assert sync.metric("modelfleet_upstream_sync_timestamp_seconds") > 1.7e9
+
+
+def _deadlines(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    script = f'source "{SCRIPT}"; log() {{ echo "$*"; }}; render_deadlines'
+    return subprocess.run(
+        ["bash", "-c", script],
+        env={"UPSTREAM_CONF": str(tmp_path / "upstream.conf"), "PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_deadlines_are_rendered_for_small_and_large_requests(tmp_path: Path) -> None:
+    done = _deadlines(tmp_path, UPSTREAM_DEADLINE="4", UPSTREAM_DEADLINE_LARGE="25")
+    assert done.returncode == 0, done.stdout
+    assert (tmp_path / "deadline.conf").read_text().split("\n")[:2] == [
+        "proxy_read_timeout 4s;",
+        "proxy_next_upstream_timeout 12s;",
+    ]
+    assert (tmp_path / "deadline-large.conf").read_text().split("\n")[:2] == [
+        "proxy_read_timeout 25s;",
+        "proxy_next_upstream_timeout 50s;",
+    ]
+
+
+def test_default_deadlines(tmp_path: Path) -> None:
+    assert _deadlines(tmp_path).returncode == 0
+    assert "proxy_read_timeout 3s;" in (tmp_path / "deadline.conf").read_text()
+    assert "proxy_read_timeout 20s;" in (tmp_path / "deadline-large.conf").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("UPSTREAM_DEADLINE", "0"),
+        ("UPSTREAM_DEADLINE", "3s"),
+        ("UPSTREAM_DEADLINE", "010"),
+        ("UPSTREAM_DEADLINE", "20"),  # 3 x 20 s reaches the front tier's 60 s
+        ("UPSTREAM_DEADLINE_LARGE", "30"),
+        ("UPSTREAM_DEADLINE_LARGE", "abc"),
+    ],
+)
+def test_a_deadline_out_of_range_is_refused_naming_the_variable(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    done = _deadlines(tmp_path, **{name: value})
+    assert done.returncode == 1
+    assert name in done.stdout
+    assert not (tmp_path / "deadline.conf").exists()

@@ -53,6 +53,11 @@ class Settings:
     threads: int = 4
     """Threads per gunicorn gthread worker (gunicorn.conf.py)."""
 
+    worker_timeout: int = 10
+    """Seconds a gunicorn worker may go without a heartbeat before the master kills and
+    replaces it (a hung or stopped process). gthread workers beat from their main loop while
+    requests run in threads, so a long batch does not count against it."""
+
     max_requests: int = 100_000
     """Requests after which a gunicorn worker is recycled (replaced by a fresh one, after it
     finished its current requests), bounding what a slow leak can grow to; 0: never. With
@@ -72,7 +77,7 @@ class Settings:
     tests and ``make serve``, where the in-process registry is used."""
 
     def __post_init__(self) -> None:
-        for name in ("max_rows", "max_body_bytes", "port", "workers", "threads"):
+        for name in ("max_rows", "max_body_bytes", "port", "workers", "threads", "worker_timeout"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{PREFIX}{name.upper()} must be a positive integer")
         for name in ("max_requests", "max_requests_jitter"):
