@@ -23,6 +23,7 @@ from model_server.core.manifest import (
     CategoricalFeature,
     DataFile,
     Feature,
+    GoldenRow,
     Manifest,
     NumericFeature,
     Target,
@@ -249,11 +250,37 @@ def features(frame: pd.DataFrame) -> tuple[Feature, ...]:
     return tuple(out)
 
 
-def write_bundle(case: Case, out_dir: Path) -> Path:
-    """Write ``case`` as a bundle directory under ``out_dir``, as the packager would."""
-    artifact = deterministic_skops(case.estimator)
+def golden_rows(case: Case, n: int = 3) -> tuple[GoldenRow, ...]:
+    """``n`` rows of the case's frame with the estimator's own answers and probabilities."""
+    rows = case.frame.iloc[np.linspace(0, len(case.frame) - 1, n).astype(int)]
+    answers = case.expected(rows)
+    proba = case.proba(rows) if hasattr(case.estimator, "predict_proba") else None
+    classes = [str(c) for c in case.estimator.classes_] if case.task == "classification" else []
+    return tuple(
+        GoldenRow(
+            inputs={k: v if isinstance(v, str) else float(v) for k, v in record.items()},
+            prediction=answers[i],
+            probabilities=None if proba is None else dict(zip(classes, proba[i], strict=True)),
+        )
+        for i, record in enumerate(rows.to_dict("records"))
+    )
+
+
+def write_bundle(
+    case: Case,
+    out_dir: Path,
+    golden: tuple[GoldenRow, ...] | None = None,
+    artifact_of: Any = None,
+    **manifest: Any,
+) -> Path:
+    """Write ``case`` as a bundle directory under ``out_dir``, as the packager would, with its
+    golden rows (``golden_rows(case)`` unless given; ``()`` for none). ``artifact_of`` puts
+    another estimator in the artifact (a swapped bundle); ``manifest`` overrides fields."""
+    artifact = deterministic_skops(case.estimator if artifact_of is None else artifact_of)
     classifier = case.task == "classification"
     classes = tuple(str(c) for c in case.estimator.classes_) if classifier else None
+    if golden is None:
+        golden = golden_rows(case)
     manifest = Manifest(
         name=case.name,
         version="1.0.0",
@@ -261,12 +288,14 @@ def write_bundle(case: Case, out_dir: Path) -> Path:
         description=f"{case.name}, fitted by the unit tests",
         estimator=f"{type(case.estimator).__module__}.{type(case.estimator).__qualname__}",
         features=features(case.frame),
-        target=Target(name="y", answers=case.answers, classes=classes),
+        target=manifest.pop("target", Target(name="y", answers=case.answers, classes=classes)),
         training=Training(rows=len(case.frame), split="none"),
         metrics={},
         training_data=DataFile(file="sample.csv", sha256="0" * 64),
         artifact=Artifact(file=ARTIFACT_FILE, format="skops", sha256=sha256_bytes(artifact)),
         libraries={"scikit-learn": sklearn.__version__},
+        golden_rows=golden or None,
+        **manifest,
     )
     bundle = out_dir / case.name
     bundle.mkdir(parents=True)

@@ -6,13 +6,17 @@ is refused with the reason.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skops.io as sio
-from generic_bundles import Case, cases, shop_frame, write_bundle
+from generic_bundles import Case, cases, golden_rows, shop_frame, write_bundle
 from model_server.core.bundle import TRUSTED_TYPES, BundleError, load_bundle
+from model_server.core.golden import GoldenRowMismatch
+from model_server.core.manifest import Target
+from model_server.core.predict import Predictor
 from model_server.skops_archive import deterministic_skops
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -57,7 +61,7 @@ def test_a_callable_in_the_artifact_is_refused_by_name(tmp_path: Path) -> None:
 
 def test_columns_in_another_order_than_fitted_are_refused(tmp_path: Path) -> None:
     shop = next(c for c in cases() if c.name == "shop")
-    path = write_bundle(shop, tmp_path)
+    path = write_bundle(shop, tmp_path, golden=())
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["features"].reverse()
     (path / "manifest.json").write_text(json.dumps(manifest))
@@ -66,7 +70,6 @@ def test_columns_in_another_order_than_fitted_are_refused(tmp_path: Path) -> Non
 
 
 def test_a_classifier_without_predict_proba_answers_labels_only(tmp_path: Path) -> None:
-    from model_server.core.predict import Predictor
     from sklearn.datasets import load_iris
     from sklearn.svm import LinearSVC
 
@@ -81,3 +84,32 @@ def test_a_classifier_without_predict_proba_answers_labels_only(tmp_path: Path) 
         None,
         None,
     )
+
+
+def test_every_supported_estimator_reproduces_its_golden_rows_when_loaded(tmp_path: Path) -> None:
+    for case in cases():
+        predictor = Predictor(load_bundle(write_bundle(case, tmp_path)))
+        assert predictor.bundle.manifest.golden_rows
+
+
+def test_an_artifact_that_is_not_the_manifests_model_is_refused_at_load(tmp_path: Path) -> None:
+    iris = {c.name: c for c in cases()}
+    path = write_bundle(iris["iris-knn"], tmp_path, artifact_of=iris["iris-lr"].estimator)
+    with pytest.raises(GoldenRowMismatch, match=r"golden_rows\[\d\]: the model"):
+        Predictor(load_bundle(path))
+
+
+def test_golden_rows_of_a_thresholded_model_compare_the_positive_class(tmp_path: Path) -> None:
+    case = next(c for c in cases() if c.name == "shop-binary")
+    golden = golden_rows(case)
+    target = Target(
+        name="y", positive_class="True", answers=case.answers, classes=("False", "True")
+    )
+    Predictor(load_bundle(write_bundle(case, tmp_path / "a", golden, threshold=0.5, target=target)))
+    p = dict(golden[0].probabilities or {})
+    p.update({"False": p["False"] - 0.25, "True": p["True"] + 0.25})
+    bad = (replace(golden[0], probabilities=p), *golden[1:])
+    with pytest.raises(GoldenRowMismatch, match="probabilities"):
+        Predictor(
+            load_bundle(write_bundle(case, tmp_path / "b", bad, threshold=0.5, target=target))
+        )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,48 @@ def test_the_json_route_answers_a_single_record_object(gclient: FlaskClient) -> 
     )
     assert body["predictions"][0] in ("high", "low", "mid")
     assert json.dumps(body)  # plain JSON all the way down
+
+
+def test_oip_v2_binary_tensors_carry_strings_and_per_class_probabilities(
+    gclient: FlaskClient, fitted: tuple[dict[str, Case], Path]
+) -> None:
+    """Triton's binary extension, as its client sends string features: length-prefixed UTF-8."""
+    case = fitted[0]["shop"]
+    rows = spread(case.frame, 3)
+    inputs, chunks = [], []
+    for name in rows.columns:
+        if rows[name].dtype.kind in "fiu":
+            raw = np.asarray(rows[name], dtype="<f8").tobytes()
+            datatype = "FP64"
+        else:
+            raw = b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in rows[name])
+            datatype = "BYTES"
+        chunks.append(raw)
+        inputs.append(
+            {
+                "name": name,
+                "shape": [len(rows)],
+                "datatype": datatype,
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        )
+    header = json.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}}).encode()
+    response = gclient.post(
+        "/v2/models/shop/infer",
+        data=header + b"".join(chunks),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+        content_type="application/octet-stream",
+    )
+    assert response.status_code == 200, response.data
+    n = int(response.headers["Inference-Header-Content-Length"])
+    body = json.loads(response.data[:n])
+    sizes = [o["parameters"]["binary_data_size"] for o in body["outputs"]]
+    predict_raw = response.data[n : n + sizes[0]]
+    proba = np.frombuffer(response.data[n + sizes[0] :], dtype="<f8")
+    labels, offset = [], 0
+    while offset < len(predict_raw):
+        (size,) = struct.unpack_from("<I", predict_raw, offset)
+        labels.append(predict_raw[offset + 4 : offset + 4 + size].decode())
+        offset += 4 + size
+    assert labels == case.expected(rows)
+    assert proba.reshape(len(rows), -1).tolist() == case.proba(rows)

@@ -28,6 +28,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from model_server.core.bundle import Bundle
+from model_server.core.golden import check_golden_rows
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class Predictor:
         self._frame: Any = None
         if schema.strings or hasattr(self._model, "feature_names_in_"):
             self._frame = frame_builder(schema.names, schema.numeric_columns)
+        check_golden_rows(self)  # a model that does not give the manifest's answers is refused
 
     def model_input(self, x: np.ndarray) -> Any:
         """What the estimator's own methods take: ``x``, or ``x`` as a named DataFrame."""

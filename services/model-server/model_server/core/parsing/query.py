@@ -14,6 +14,7 @@ from model_server.core.parsing.values import (
     check_names,
     describe,
     parse_text_cell,
+    parse_text_number,
     to_array,
     validate,
 )
@@ -34,7 +35,8 @@ def parse_query(params: Sequence[tuple[str, str]], schema: Schema) -> np.ndarray
             "malformed_body", f"parameter {describe(key)} is given more than once", field=key
         )
     check_names(values.keys(), schema, "query")
-    row = [parse_text_cell(values[n], 0, n, schema) for n in schema.names]
     if schema.strings:  # strings stay strings; validate checks them against the categories
-        return validate(to_array([row], schema.names, strings=True), schema)
+        cells = [parse_text_cell(values[n], 0, n, schema) for n in schema.names]
+        return validate(to_array([cells], schema.names, strings=True), schema)
+    row = [parse_text_number(values[n], 0, n) for n in schema.names]
     return validate(np.array([row], dtype=np.float64), schema)
