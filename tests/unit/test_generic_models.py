@@ -317,9 +317,8 @@ def test_openapi_documents_string_features_and_per_class_answers(gclient: FlaskC
         "$ref": "#/components/schemas/PredictResponse_shop"
     }
     infer = schemas["InferRequest_shop"]["properties"]["inputs"]
-    color = next(
-        t for t in infer["items"]["oneOf"] if t["properties"]["name"] == {"const": "color"}
-    )
+    color = infer["prefixItems"][0]
+    assert color["properties"]["name"] == {"const": "color"}
     assert color["properties"]["datatype"] == {"const": "BYTES"}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_server.api.oip_tensors import TENSOR_FLOAT_TYPES, TENSOR_INT_TYPES
+from model_server.api.oip_tensors import TENSOR_FLOAT_TYPES
 from model_server.api.oip_v2 import output_names
 from model_server.api.openapi_features import (
     csv_cell_regex,
@@ -84,7 +84,7 @@ def _infer_inputs(model: LoadedModel, max_rows: int, rows: Any, row: Any) -> dic
                 },
             },
         }
-    numeric = sorted(TENSOR_FLOAT_TYPES | TENSOR_INT_TYPES)
+    numeric = sorted(TENSOR_FLOAT_TYPES)  # INT types take integers only: described, not typed
     tensors = [
         {
             "type": "object",
@@ -93,15 +93,17 @@ def _infer_inputs(model: LoadedModel, max_rows: int, rows: Any, row: Any) -> dic
                 "name": {"const": f.name},
                 "shape": {
                     "type": "array",
-                    "prefixItems": [
-                        {"type": "integer", "minimum": 1, "maximum": max_rows},
-                        {"const": 1},
-                    ],
+                    "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_rows}],
                     "minItems": 1,
-                    "maxItems": 2,
+                    "maxItems": 1,
                 },
                 "datatype": {"const": "BYTES"} if f.is_string else {"enum": numeric},
-                "data": {"type": "array", "maxItems": max_rows, "items": feature_schema(f)},
+                "data": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": max_rows,
+                    "items": feature_schema(f),
+                },
                 "parameters": {"type": "object"},
             },
         }
@@ -109,10 +111,12 @@ def _infer_inputs(model: LoadedModel, max_rows: int, rows: Any, row: Any) -> dic
     ]
     return {
         "type": "array",
-        "description": "One tensor per feature, in any order",
+        # Any order is accepted; one order is what JSON Schema can say (each feature once).
+        "description": "One tensor per feature (any order is accepted; shown in feature order)",
         "minItems": schema.width,
         "maxItems": schema.width,
-        "items": {"oneOf": tensors},
+        "prefixItems": tensors,
+        "items": False,
     }
 
 
@@ -225,9 +229,10 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
     )
     if schema.strings:
         infer_text = (
-            f"One tensor per feature, named after it, shape [rows] or [rows, 1], 1 to "
-            f"{max_rows} rows: BYTES for the string features, a numeric datatype for the "
-            "others. JSON Schema cannot tie the shapes to the data."
+            f"One tensor per feature, named after it, shape [rows], 1 to {max_rows} rows: "
+            "BYTES for the string features, FP64/FP32/FP16 for the others. JSON Schema cannot "
+            "tie the shapes to the data. Also accepted, not expressed by the schema: shape "
+            "[rows, 1], INT/UINT datatypes with integer data, tensors in any order."
         )
     infer = {
         "type": "object",
