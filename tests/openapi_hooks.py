@@ -45,8 +45,26 @@ def map_case(context: Any, case: Any) -> Any:
 
 
 def _count_rows(body: Any) -> None:
-    """Set each tensor's ``shape[0]`` to its data's rows (nested data) or 1 (one flat row)."""
+    """Set each tensor's ``shape[0]`` to its data's rows (nested data) or 1 (one flat row).
+
+    One tensor per feature (a model with string features; shape ``[rows]``): every tensor's
+    data is cut to the shortest one's length, the rows they must share.
+    """
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+        return
+    per_feature = [
+        t
+        for t in body["inputs"]
+        if isinstance(t, dict)
+        and isinstance(t.get("shape"), list)
+        and len(t["shape"]) == 1
+        and isinstance(t.get("data"), list)
+        and t["data"]
+    ]
+    if per_feature:
+        rows = min(len(t["data"]) for t in per_feature)
+        for t in per_feature:
+            t["data"], t["shape"][0] = t["data"][:rows], rows
         return
     for tensor in body["inputs"]:
         if not isinstance(tensor, dict):

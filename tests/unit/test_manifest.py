@@ -319,7 +319,7 @@ def test_load_bundle_reads_a_typed_manifest(model_dir: Path) -> None:
                 ["features", 2],
                 {"name": "x", "type": "string", "description": "", "allowed": ["a"]},
             ),
-            "categorical features ['x'] cannot be served yet",
+            "the string features ['x'] need an estimator fitted on named columns",
         ),
     ],
 )

@@ -11,9 +11,11 @@ Response::
      "predictions": ["no", "yes"],          # answer labels, or numbers for regression
      "probabilities": [0.08, 0.71]}          # classifiers only: P(positive class) per row
 
+For a binary classifier with a manifest ``threshold`` (the seed diabetes models),
 ``probabilities`` holds the probability of the positive class (the one answered ``yes``),
-the number the manifest's ``threshold`` is applied to; a per-class map would only repeat it
-as ``1 - p``.
+the number the threshold is applied to; a per-class map would only repeat it as ``1 - p``.
+Any other classifier with ``predict_proba`` answers one ``{answer label: probability}`` map
+per row (``"probabilities": [{"setosa": 0.97, "versicolor": 0.03, "virginica": 0.0}]``).
 """
 
 from __future__ import annotations
@@ -99,4 +101,6 @@ def prediction_body(model: LoadedModel, result: Prediction) -> dict[str, Any]:
     }
     if result.probabilities is not None:
         out["probabilities"] = result.probabilities
+    elif result.class_probabilities is not None:
+        out["probabilities"] = result.per_class()
     return out

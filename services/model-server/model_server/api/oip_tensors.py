@@ -4,6 +4,11 @@ Protocol code beside its adapter (``oip_v2``), on top of the prediction core's v
 one tensor of shape ``[N, n_features]`` in feature order, or one tensor per feature named
 after it with shape ``[N]`` or ``[N, 1]``; JSON ``data`` or already-decoded arrays from the
 binary extension (``oip_binary``).
+
+A model with string (categorical) features takes one tensor per feature: ``BYTES`` for each
+string feature (JSON strings, or the binary extension's length-prefixed UTF-8), a numeric
+datatype for the others. The one-matrix form is for all-numeric models: a BYTES matrix would
+carry numbers as text, which every other route refuses.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from model_server.core.parsing.values import (
 )
 from model_server.core.schema import Schema
 
-#: OIP v2 numeric datatypes; BOOL and BYTES tensors are refused as non-numeric.
+#: OIP v2 numeric datatypes; BOOL is refused, and BYTES except for a string feature.
 TENSOR_FLOAT_TYPES: Final = frozenset({"FP16", "FP32", "FP64"})
 TENSOR_INT_TYPES: Final = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -49,8 +54,12 @@ def _flatten(data: Any, name: str) -> list[Any]:
     return flat
 
 
-def _tensor(spec: Any, index: int, max_rows: int) -> tuple[str, list[int], np.ndarray]:
-    """Validate one OIP input tensor; return its name, shape and values as float64 (flat)."""
+def _tensor(
+    spec: Any, index: int, max_rows: int, strings: frozenset[str] = frozenset()
+) -> tuple[str, list[int], np.ndarray]:
+    """Validate one OIP input tensor; return its name, shape and values as float64 (flat), or
+    as objects for a BYTES tensor named in ``strings`` (its values are checked by
+    ``validate``)."""
     if type(spec) is not dict:
         raise RequestError("malformed_body", f"inputs[{index}] must be a tensor object")
     name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
@@ -66,7 +75,8 @@ def _tensor(spec: Any, index: int, max_rows: int) -> tuple[str, list[int], np.nd
         raise RequestError(
             "malformed_body", f"tensor {name!r}: parameters must be an object", field=name
         )
-    if datatype not in TENSOR_FLOAT_TYPES and datatype not in TENSOR_INT_TYPES:
+    as_text = datatype == "BYTES" and name in strings
+    if not as_text and datatype not in TENSOR_FLOAT_TYPES and datatype not in TENSOR_INT_TYPES:
         raise RequestError(
             "non_numeric",
             f"tensor {name!r}: datatype {describe(datatype)} is not numeric; use FP64, FP32 "
@@ -90,7 +100,7 @@ def _tensor(spec: Any, index: int, max_rows: int) -> tuple[str, list[int], np.nd
                 f"tensor {name!r}: shape {shape} needs {size} values, data has {data.size}",
                 field=name,
             )
-        return name, shape, data.astype(np.float64)
+        return name, shape, data if as_text else data.astype(np.float64)
     flat = _flatten(data, name)
     if len(flat) != size:
         raise RequestError(
@@ -98,6 +108,10 @@ def _tensor(spec: Any, index: int, max_rows: int) -> tuple[str, list[int], np.nd
             f"tensor {name!r}: shape {shape} needs {size} values, data has {len(flat)}",
             field=name,
         )
+    if as_text:
+        text = np.empty(len(flat), dtype=object)
+        text[:] = flat
+        return name, shape, text
     integer = datatype in TENSOR_INT_TYPES
     allowed = INT_ONLY if integer else NUMERIC_TYPES
     for i, v in enumerate([] if set(map(type, flat)) <= allowed else flat):
@@ -129,6 +143,14 @@ def parse_tensors(inputs: Any, schema: Schema, max_rows: int) -> np.ndarray:
     first_name = inputs[0].get("name") if type(inputs[0]) is dict else None
     if len(inputs) == 1 and not (type(first_name) is str and first_name in schema.name_set):
         name, shape, values = _tensor(inputs[0], 0, max_rows)
+        if schema.strings:
+            strings = ", ".join(f.name for _, f, _ in schema.strings)
+            raise RequestError(
+                "malformed_body",
+                f"this model has string features ({strings}): send one tensor per feature, "
+                "named after it, BYTES for the string features",
+                field=name,
+            )
         if len(shape) != 2:
             raise RequestError(
                 "wrong_width",
@@ -146,7 +168,7 @@ def parse_tensors(inputs: Any, schema: Schema, max_rows: int) -> np.ndarray:
     columns: dict[str, np.ndarray] = {}
     n_rows: int | None = None
     for i, spec in enumerate(inputs):
-        name, shape, values = _tensor(spec, i, max_rows)
+        name, shape, values = _tensor(spec, i, max_rows, schema.string_names)
         if name in columns:
             raise RequestError("malformed_body", f"tensor {name!r} is given twice", field=name)
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
@@ -164,7 +186,7 @@ def parse_tensors(inputs: Any, schema: Schema, max_rows: int) -> np.ndarray:
         n_rows = shape[0]
         columns[name] = values
     check_names(columns.keys(), schema, "inputs")
-    x = np.empty((n_rows or 0, schema.width), dtype=np.float64)
+    x = np.empty((n_rows or 0, schema.width), dtype=object if schema.strings else np.float64)
     for j, name in enumerate(schema.names):
         x[:, j] = columns[name]
     return validate(x, schema)

@@ -8,8 +8,11 @@ Inputs (see ``oip_tensors.parse_tensors``): one tensor of shape ``[N, n_features
 (FP64/FP32/FP16/INT*/UINT*) in feature order, or one tensor per feature named after it with
 shape ``[N]`` or ``[N, 1]``, as JSON ``data`` or with the binary tensor data extension
 (``oip_binary``). Outputs: ``predict`` (BYTES labels for classifiers, FP64 values for
-regression) and, for classifiers, ``probability`` (FP64, P(positive class)); the request's
-``outputs`` list may select a subset and ask for binary data.
+regression) and, for binary classifiers with a threshold, ``probability`` (FP64 ``[N]``,
+P(positive class)), for other classifiers with ``predict_proba``, ``probabilities`` (FP64
+``[N, n_classes]``, columns in the order of the metadata's ``parameters.classes``); the
+request's ``outputs`` list may select a subset and ask for binary data. A string
+(categorical) feature is a ``BYTES`` tensor named after it (``oip_tensors``).
 
 Errors are ``{"error": "<code>: <message>"}``, the string the protocol specifies
 (``common.error_response``).
@@ -17,6 +20,7 @@ Errors are ``{"error": "<code>: <message>"}``, the string the protocol specifies
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Final
 
 from flask import Blueprint, Response, request
@@ -112,7 +116,7 @@ def infer(name: str, version: str | None = None) -> Response:
         raise RequestError(
             "malformed_body", "parameters.binary_data_output must be a boolean", field="parameters"
         )
-    available = _output_names(model)
+    available = output_names(model)
     wanted = (
         _requested_outputs(body["outputs"], set(available))
         if "outputs" in body
@@ -121,9 +125,14 @@ def infer(name: str, version: str | None = None) -> Response:
     x = parse_tensors(body.get("inputs"), model.bundle.schema, state().settings.max_rows)
     result = predict(model, x)
     n = len(x)
-    data = {"predict": result.predictions, "probability": result.probabilities}
+    data = {
+        "predict": result.predictions,
+        "probability": result.probabilities,
+        # Row-major and flat, as Triton answers: every client reshapes by ``shape``.
+        "probabilities": list(chain.from_iterable(result.class_probabilities or ())),
+    }
     outputs = [
-        {"name": name, "datatype": datatype, "shape": [n], "data": data[name]}
+        {"name": name, "datatype": datatype, "shape": _shape(model, name, n), "data": data[name]}
         for name, datatype in available.items()
         if name in wanted
     ]
@@ -161,11 +170,23 @@ def _read_request() -> Any:
     return body
 
 
-def _output_names(model: LoadedModel) -> dict[str, str]:
+def output_names(model: LoadedModel) -> dict[str, str]:
     """The model's output tensors and their datatypes, in answer order."""
-    if model.bundle.task == "classification":
+    predictor = model.predictor
+    if predictor.thresholded:
         return {"predict": "BYTES", "probability": "FP64"}
+    if predictor.per_class:
+        return {"predict": "BYTES", "probabilities": "FP64"}
+    if model.bundle.task == "classification":
+        return {"predict": "BYTES"}
     return {"predict": "FP64"}
+
+
+def _shape(model: LoadedModel, output: str, rows: int) -> list[int]:
+    """An output tensor's shape: ``[rows]``, or ``[rows, n_classes]`` for ``probabilities``."""
+    if output == "probabilities":
+        return [rows, len(model.predictor.class_labels)]
+    return [rows]
 
 
 def _requested_outputs(wanted: Any, available: set[str]) -> dict[str, bool]:
@@ -197,19 +218,30 @@ def metadata(model: LoadedModel) -> dict[str, Any]:
     """OIP model metadata for ``model``."""
     schema = model.bundle.schema
     outputs = [
-        {"name": name, "datatype": datatype, "shape": [-1]}
-        for name, datatype in _output_names(model).items()
+        {"name": name, "datatype": datatype, "shape": _shape(model, name, -1)}
+        for name, datatype in output_names(model).items()
     ]
+    parameters: dict[str, Any] = {"features": list(schema.names)}
+    if schema.strings:
+        # One tensor per feature is the only form: the inputs list them.
+        inputs = [
+            {"name": f.name, "datatype": "BYTES" if f.is_string else "FP64", "shape": [-1]}
+            for f in schema.features
+        ]
+        parameters["categories"] = {f.name: list(f.categories or ()) for _, f, _ in schema.strings}
+    else:
+        inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, schema.width]}]
+        parameters["feature_tensors"] = (
+            "alternatively one tensor per feature, named after it, shape [-1] or [-1, 1]"
+        )
+    parameters["task"] = model.bundle.task
+    if model.predictor.class_labels and not model.predictor.thresholded:
+        parameters["classes"] = list(model.predictor.class_labels)
     return {
         "name": model.name,
         "versions": [model.bundle.version],
         "platform": "sklearn",
-        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, schema.width]}],
+        "inputs": inputs,
         "outputs": outputs,
-        "parameters": {
-            "features": list(schema.names),
-            "feature_tensors": "alternatively one tensor per feature, named after it, "
-            "shape [-1] or [-1, 1]",
-            "task": model.bundle.task,
-        },
+        "parameters": parameters,
     }

@@ -3,6 +3,11 @@
 Everything else is data: ``openapi_*.json`` beside this module (see ``docs``). What is built
 here depends on a model's features (names, ranges, allowed values) or on the settings
 (``MODELFLEET_MAX_ROWS``): the request schemas and the per-model operations.
+
+A string (categorical) feature is ``{"type": "string", "enum": [categories]}`` everywhere, and
+a ``BYTES`` tensor of its own on OIP v2. A classifier that answers per-class probabilities gets
+its own response schema naming its classes. The seed models' documents are unchanged
+(``tests/unit/test_recorded_responses.py`` holds their sha256).
 """
 
 from __future__ import annotations
@@ -10,8 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from model_server.api.oip_tensors import TENSOR_FLOAT_TYPES
+from model_server.api.oip_v2 import output_names
+from model_server.api.openapi_features import (
+    csv_cell_regex,
+    csv_example,
+    example_value,
+    feature_schema,
+)
 from model_server.core.registry import LoadedModel
-from model_server.core.schema import Feature
 
 #: The media types of a prediction body, with the kind of component schema of each.
 _PREDICT_MEDIA = (("application/json", "PredictRequest"), ("text/csv", "PredictCsv"))
@@ -40,41 +51,104 @@ def component(kind: str, model: str) -> str:
     return kind + "_" + "".join(c if c.isalnum() else "_" for c in model)
 
 
-def feature_schema(f: Feature) -> dict[str, Any]:
-    if f.allowed is not None:
-        return {"enum": [int(v) if v.is_integer() else v for v in f.allowed]}
-    return {"type": "number", "minimum": f.min, "maximum": f.max}
+def _infer_inputs(model: LoadedModel, max_rows: int, rows: Any, row: Any) -> dict[str, Any]:
+    """The ``inputs`` of an OIP v2 request: one matrix tensor, or one tensor per feature for
+    a model with string features (BYTES for those)."""
+    schema = model.bundle.schema
+    names = list(schema.names)
+    if not schema.strings:
+        return {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "shape", "datatype", "data"],
+                "properties": {
+                    "name": {"type": "string", "not": {"enum": names}},
+                    "shape": {
+                        "type": "array",
+                        "prefixItems": [
+                            {"type": "integer", "minimum": 1, "maximum": max_rows},
+                            {"const": schema.width},
+                        ],
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
+                    "datatype": {"enum": sorted(TENSOR_FLOAT_TYPES)},
+                    "data": {
+                        "description": "The rows: nested, or flat for one row",
+                        "oneOf": [rows, row],
+                    },
+                    "parameters": {"type": "object"},
+                },
+            },
+        }
+    numeric = sorted(TENSOR_FLOAT_TYPES)  # INT types take integers only: described, not typed
+    tensors = [
+        {
+            "type": "object",
+            "required": ["name", "shape", "datatype", "data"],
+            "properties": {
+                "name": {"const": f.name},
+                "shape": {
+                    "type": "array",
+                    "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_rows}],
+                    "minItems": 1,
+                    "maxItems": 1,
+                },
+                "datatype": {"const": "BYTES"} if f.is_string else {"enum": numeric},
+                "data": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": max_rows,
+                    "items": feature_schema(f),
+                },
+                "parameters": {"type": "object"},
+            },
+        }
+        for f in schema.features
+    ]
+    return {
+        "type": "array",
+        # Any order is accepted; one order is what JSON Schema can say (each feature once).
+        "description": "One tensor per feature (any order is accepted; shown in feature order)",
+        "minItems": schema.width,
+        "maxItems": schema.width,
+        "prefixItems": tensors,
+        "items": False,
+    }
 
 
-def example_value(f: Feature) -> float:
-    """A value ``f`` accepts, for examples: its first allowed value, or its range's middle."""
-    if f.allowed is not None:
-        return int(f.allowed[0]) if f.allowed[0].is_integer() else f.allowed[0]
-    middle = round((f.min + f.max) / 2, 2)
-    return int(middle) if middle.is_integer() else middle
-
-
-def _int_range_regex(n: int) -> str:
-    """A regex for the decimal integers 0..n (no leading zeros)."""
-    digits = str(n)
-    parts = ["[0-9]" if k == 1 else f"[1-9][0-9]{{{k - 1}}}" for k in range(1, len(digits))]
-    for i, d in enumerate(digits):
-        low = 1 if i == 0 and len(digits) > 1 else 0
-        if int(d) > low:
-            rest = len(digits) - i - 1
-            parts.append(digits[:i] + f"[{low}-{int(d) - 1}]" + ("[0-9]" * rest))
-    parts.append(digits)
-    return "(?:" + "|".join(parts) + ")"
-
-
-def _csv_cell_regex(f: Feature) -> str:
-    """Decimal spellings of the values a feature accepts (exact for [0, integer] ranges)."""
-    if f.allowed is not None and all(v.is_integer() and v >= 0 for v in f.allowed):
-        return "(?:" + "|".join(str(int(v)) for v in f.allowed) + ")"
-    if f.min == 0 and f.max.is_integer() and f.max >= 1:
-        top = int(f.max)
-        return f"(?:{_int_range_regex(top - 1)}(?:\\.[0-9]{{1,6}})?|{top}(?:\\.0{{1,6}})?)"
-    return r"(?:[0-9]+(?:\.[0-9]+)?)"  # pragma: no cover - no such feature in the seed models
+def response_schema(model: LoadedModel) -> dict[str, Any]:
+    """``POST /models/<name>/predict``'s answer for a classifier with per-class
+    probabilities: its answer labels, and one map of them to probabilities per row."""
+    labels = list(model.predictor.class_labels)
+    return {
+        "type": "object",
+        "required": ["model", "version", "predictions", "probabilities"],
+        "properties": {
+            "model": {"const": model.name},
+            "version": {"const": model.bundle.version},
+            "predictions": {
+                "type": "array",
+                "items": {"enum": labels},
+                "description": "The estimator's answer per row",
+            },
+            "probabilities": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": labels,
+                    "properties": {
+                        c: {"type": "number", "minimum": 0, "maximum": 1} for c in labels
+                    },
+                    "additionalProperties": False,
+                },
+                "description": "Per row, each class's probability (predict_proba)",
+            },
+        },
+    }
 
 
 def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
@@ -134,7 +208,7 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
             ),
         ],
     }
-    cell = [_csv_cell_regex(f) for f in schema.features]
+    cell = [csv_cell_regex(f) for f in schema.features]
     line = ",".join(cell)
     csv_body = {
         "type": "string",
@@ -146,15 +220,23 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
         "spellings of the same numbers (1e2, +5), and CRLF line ends.",
         "pattern": f"^(?:{','.join(names)}\n)?{line}(?:\n{line})*\n?$",
     }
-    classifier = model.bundle.task == "classification"
-    float_types = sorted(TENSOR_FLOAT_TYPES)
-    infer = {
-        "type": "object",
-        "description": f"One [rows, {schema.width}] tensor in feature order, 1 to {max_rows} "
+    infer_text = (
+        f"One [rows, {schema.width}] tensor in feature order, 1 to {max_rows} "
         "rows. JSON Schema cannot tie the shape to the data: shape[0] must be the number of "
         "rows in data. Also accepted, not expressed by the schema: data flat in row-major "
         "order for any number of rows, INT/UINT datatypes with integer data, and one tensor "
-        "per feature (named after it, shape [rows] or [rows, 1]).",
+        "per feature (named after it, shape [rows] or [rows, 1])."
+    )
+    if schema.strings:
+        infer_text = (
+            f"One tensor per feature, named after it, shape [rows], 1 to {max_rows} rows: "
+            "BYTES for the string features, FP64/FP32/FP16 for the others. JSON Schema cannot "
+            "tie the shapes to the data. Also accepted, not expressed by the schema: shape "
+            "[rows, 1], INT/UINT datatypes with integer data, tensors in any order."
+        )
+    infer = {
+        "type": "object",
+        "description": infer_text,
         "required": ["inputs"],
         "properties": {
             "id": {"type": "string"},
@@ -162,40 +244,14 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
                 "type": "object",
                 "properties": {"binary_data_output": {"type": "boolean"}},
             },
-            "inputs": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["name", "shape", "datatype", "data"],
-                    "properties": {
-                        "name": {"type": "string", "not": {"enum": names}},
-                        "shape": {
-                            "type": "array",
-                            "prefixItems": [
-                                {"type": "integer", "minimum": 1, "maximum": max_rows},
-                                {"const": schema.width},
-                            ],
-                            "minItems": 2,
-                            "maxItems": 2,
-                        },
-                        "datatype": {"enum": float_types},
-                        "data": {
-                            "description": "The rows: nested, or flat for one row",
-                            "oneOf": [rows, row],
-                        },
-                        "parameters": {"type": "object"},
-                    },
-                },
-            },
+            "inputs": _infer_inputs(model, max_rows, rows, row),
             "outputs": {
                 "type": "array",
                 "items": {
                     "type": "object",
                     "required": ["name"],
                     "properties": {
-                        "name": {"enum": ["predict", "probability"] if classifier else ["predict"]},
+                        "name": {"enum": list(output_names(model))},
                         "parameters": {
                             "type": "object",
                             "properties": {"binary_data": {"type": "boolean"}},
@@ -217,12 +273,15 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
             for key in ("instances", "inputs")
         ],
     }
-    return {
+    schemas = {
         component("V1Request", model.name): v1_body,
         component("PredictRequest", model.name): json_body,
         component("PredictCsv", model.name): csv_body,
         component("InferRequest", model.name): infer,
     }
+    if model.predictor.per_class:
+        schemas[component("PredictResponse", model.name)] = response_schema(model)
+    return schemas
 
 
 def body_examples(model: LoadedModel) -> dict[str, Any]:
@@ -234,11 +293,23 @@ def body_examples(model: LoadedModel) -> dict[str, Any]:
     """
     schema = model.bundle.schema
     values = [example_value(f) for f in schema.features]
-    tensor = {"name": "input-0", "shape": [1, schema.width], "datatype": "FP64", "data": [values]}
+    tensors = [
+        {"name": "input-0", "shape": [1, schema.width], "datatype": "FP64", "data": [values]}
+    ]
+    if schema.strings:
+        tensors = [
+            {
+                "name": f.name,
+                "shape": [1],
+                "datatype": "BYTES" if f.is_string else "FP64",
+                "data": [v],
+            }
+            for f, v in zip(schema.features, values, strict=True)
+        ]
     return {
         "PredictRequest": dict(zip(schema.names, values, strict=True)),
-        "PredictCsv": ",".join(f"{v:g}" for v in values) + "\n",
-        "InferRequest": {"inputs": [tensor]},
+        "PredictCsv": ",".join(csv_example(v) for v in values) + "\n",
+        "InferRequest": {"inputs": tensors},
         "V1Request": {"instances": [values]},
     }
 
@@ -309,7 +380,12 @@ def model_paths(model: LoadedModel) -> dict[str, Any]:
                 "tags": ["predict"],
                 "requestBody": predict_body(model),
                 "responses": {
-                    "200": json_content(ref("PredictResponse"), "Predictions"),
+                    "200": json_content(
+                        ref(component("PredictResponse", name))
+                        if model.predictor.per_class
+                        else ref("PredictResponse"),
+                        "Predictions",
+                    ),
                     **errors("Error", 400, 413, 415, 422),
                 },
             }

@@ -54,7 +54,7 @@ def predict_named(name: str) -> Response:
 
 def answer_body(result: Prediction) -> dict[str, Any]:
     """Plumber's answer: labels for classifiers, values rounded to 4 decimals for regression."""
-    if result.probabilities is not None:
+    if result.classification:
         return {"Answer": result.predictions}
     return {"Answer": [round(float(v), 4) for v in result.predictions]}
 

@@ -18,17 +18,24 @@ from typing import Any, Final
 
 import skops.io as sio
 
-from model_server.core.manifest import Manifest, ManifestError, NumericFeature
+from model_server.core.manifest import Manifest, ManifestError
 from model_server.core.schema import Schema
 
 ARTIFACT_FILE: Final = "model.skops"
 MANIFEST_FILE: Final = "manifest.json"
 
 #: Every non-builtin type the ModelFleet artifacts contain, passed to skops as ``trusted``.
-#: skops also trusts its own safe defaults (builtin containers, numpy arrays); anything else
-#: in an artifact makes ``load_bundle`` refuse it. ``tests/unit/test_bundle.py`` checks that
-#: the trained artifacts contain no other types. Extend deliberately when adding a model type.
+#: skops also trusts its own safe defaults (builtin containers, numpy arrays, scikit-learn's
+#: estimators and transformers); anything else in an artifact makes ``load_bundle`` refuse
+#: it. ``tests/unit/test_bundle.py`` checks that the trained artifacts contain no other types,
+#: and ``tests/unit/test_generic_models.py`` which of these each supported estimator needs
+#: (``skops.io.get_untrusted_types`` on fitted objects, scikit-learn 1.9.1, skops 0.16). Each
+#: is plain data rebuilt from arrays, none holds a callable. Left out on purpose:
+#: ``functools.partial`` and ``sklearn.utils.validation.check_array``, which a
+#: HistGradientBoosting model with ``categorical_features="from_dtype"`` stores (callables).
+#: Extend deliberately when adding a model type.
 TRUSTED_TYPES: Final[tuple[str, ...]] = (
+    "numpy.dtype",  # SimpleImputer, MinMaxScaler: the fitted dtype, rebuilt from its name
     "numpy.float64",
     "numpy.ndarray",
     "numpy.random.mtrand.RandomState",
@@ -38,8 +45,13 @@ TRUSTED_TYPES: Final[tuple[str, ...]] = (
     "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn.dummy.DummyClassifier",
     "sklearn.ensemble._gb.GradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # HistGradientBoosting
     "sklearn.linear_model._base.LinearRegression",
     "sklearn.linear_model._logistic.LogisticRegression",
+    # KNeighbors*: the fitted search tree (kd_tree or ball_tree) and its distance metric
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.tree._classes.DecisionTreeRegressor",
     "sklearn.tree._tree.Tree",
 )
@@ -119,12 +131,7 @@ def load_bundle(path: Path) -> Bundle:
             f"{path}: the artifact must be {ARTIFACT_FILE}, the manifest names "
             f"{manifest.artifact.file!r}"
         )
-    numeric = [f for f in manifest.features if isinstance(f, NumericFeature)]
-    if len(numeric) != len(manifest.features):
-        # The manifest format has them already (issue 10); request parsing does not yet.
-        strings = [f.name for f in manifest.features if f.kind == "categorical"]
-        raise BundleError(f"{name}: categorical features {strings} cannot be served yet")
-    schema = Schema.from_features(numeric)
+    schema = Schema.from_features(manifest.features)
     try:
         data = artifact_path.read_bytes()
     except FileNotFoundError:
@@ -143,6 +150,20 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(
             f"{name}: the model expects {model.n_features_in_} features, "
             f"the manifest lists {schema.width}"
+        )
+    # Named columns are given in the manifest's order: they must be the ones fitted on. A
+    # string feature is served as a DataFrame column, so its estimator must take named columns.
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None and schema.strings:
+        strings = [f.name for _, f, _ in schema.strings]
+        raise BundleError(
+            f"{name}: the string features {strings} need an estimator fitted on named columns "
+            "(a pandas DataFrame, so that it has feature_names_in_)"
+        )
+    if fitted is not None and [str(c) for c in fitted] != list(schema.names):
+        raise BundleError(
+            f"{name}: the model was fitted on the columns {[str(c) for c in fitted]}, "
+            f"the manifest lists {list(schema.names)}"
         )
     # The Predictor maps the estimator's classes_ to answers: they must be the manifest's.
     classes = getattr(model, "classes_", None)

@@ -10,80 +10,129 @@ about 100 us per call on input validation (feature-name and dataframe checks, fi
 validated by ``core.parsing``. The fast path runs the very operations scikit-learn runs
 (``X @ coef_.T + intercept_``, then ``scipy.special.expit``), on the same arrays, so the results
 are bit-for-bit scikit-learn's: ``tests/unit/test_predict_fast_path.py`` holds it to that.
-Other estimators (gradient boosting) go through scikit-learn unchanged.
+Other estimators (gradient boosting, pipelines, any supported scikit-learn estimator) go
+through scikit-learn's own ``predict``/``predict_proba`` unchanged, after the request has been
+parsed and validated.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
 
 from model_server.core.bundle import Bundle
+from model_server.core.golden import check_golden_rows
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The result for a batch of rows.
+    """The result for a batch of rows, defined once for every protocol's rendering.
 
     Attributes:
-        predictions: Per row, the answer label (classification, e.g. ``"yes"``) or the
-            predicted value (regression).
-        probabilities: Classification only: per row, the probability of the positive class
-            (the class answered as ``target.positive_answer``); ``None`` for regression.
+        predictions: Per row, the answer label (classification, e.g. ``"yes"`` or
+            ``"setosa"``) or the predicted value (regression).
+        probabilities: Binary classifiers with a manifest ``threshold``: per row, the
+            probability of the positive class, the number the threshold was applied to;
+            ``None`` otherwise.
         counts: How many rows got each answer, for ``modelfleet_predictions_total``
             (``{"value": n}`` for regression).
+        classification: Whether ``predictions`` are answer labels.
+        class_probabilities: Classifiers without a threshold that have ``predict_proba``: per
+            row, one probability per class, in ``labels`` order; ``None`` otherwise.
+        labels: The answer label of each column of ``class_probabilities``.
     """
 
     predictions: list[str] | list[float]
     probabilities: list[float] | None
     counts: dict[str, int]
+    classification: bool = False
+    class_probabilities: list[list[float]] | None = None
+    labels: tuple[str, ...] = ()
+
+    def per_class(self) -> list[dict[str, float]] | None:
+        """``class_probabilities`` as one ``{answer label: probability}`` mapping per row."""
+        if self.class_probabilities is None:
+            return None
+        labels = self.labels
+        return [dict(zip(labels, row, strict=True)) for row in self.class_probabilities]
 
 
 class Predictor:
     """Wraps a loaded bundle's estimator with the manifest's post-processing.
 
-    Classification: ``p = predict_proba(x)[:, positive]`` and the answer is the positive label
-    when ``p >= threshold`` (the manifest's ``threshold``), otherwise the negative label. Only
-    binary classifiers with a ``positive_class`` and a ``threshold`` are served so far; the
-    manifest can describe others (issue 10).
+    Classification with a manifest ``threshold`` (binary, with a ``positive_class``):
+    ``p = predict_proba(x)[:, positive]`` and the answer is the positive label when
+    ``p >= threshold``, otherwise the negative label (the seed diabetes models).
+    Any other classifier: the answer is the estimator's own ``predict``, mapped through the
+    manifest's ``answers`` (if any), with ``predict_proba``'s per-class probabilities when the
+    estimator has it; both are called, as ``predict`` is not always the most probable class
+    (``SVC``).
     Regression: the estimator's ``predict`` output.
+
+    Input: a validated float64 matrix, or an object matrix for a model with string features.
+    An estimator fitted on named columns, and any model with a string feature, is given a
+    pandas DataFrame with the manifest's column names (float64 numbers, string categories):
+    a ColumnTransformer that selects columns by name needs one. Numeric models fitted on
+    arrays (the seed models) keep the plain matrix, and pandas is then never imported.
     """
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.task = bundle.task
         self._model = bundle.model
-        if self.task == "classification":
-            target = bundle.manifest.target
+        target = bundle.manifest.target
+        self.threshold = float("nan")
+        #: Answer per class, in the estimator's ``classes_`` order (``()`` for regression).
+        self.class_labels: tuple[str, ...] = ()
+        #: Whether predictions carry per-class probabilities (``Prediction.class_probabilities``).
+        self.per_class = False
+        self.thresholded = self.task == "classification" and bundle.manifest.threshold is not None
+        if self.thresholded:
             threshold = bundle.manifest.threshold
             classes = [str(c) for c in self._model.classes_]
-            if len(classes) != 2:
-                raise ValueError(f"{bundle.name}: only binary classifiers are supported")
-            if target.positive_class is None or threshold is None:
-                raise ValueError(
-                    f"{bundle.name}: a classifier needs a positive_class and a threshold"
-                )
+            if len(classes) != 2 or target.positive_class is None or threshold is None:
+                raise ValueError(f"{bundle.name}: a threshold needs a binary positive_class")
             self._positive = classes.index(target.positive_class)
             self.threshold = float(threshold)
             self.negative_answer = target.answer(classes[1 - self._positive])
             self.positive_answer = target.answer(classes[self._positive])
             self.answer_labels: tuple[str, ...] = (self.negative_answer, self.positive_answer)
+            self.class_labels = tuple(target.answer(c) for c in classes)
             # Index 0 -> negative answer, 1 -> positive answer (used with a bool array).
             self._answers = np.array(self.answer_labels, dtype=object)
+        elif self.task == "classification":
+            raw = self._model.classes_.tolist()
+            self.class_labels = tuple(target.answer(str(c)) for c in raw)
+            self.answer_labels = self.class_labels
+            # predict returns classes_ values: their Python forms are the keys.
+            self._answer_of = dict(zip(raw, self.class_labels, strict=True))
+            self.per_class = hasattr(self._model, "predict_proba")
+            self._split = pipeline_split(self._model) if self.per_class else None
         else:
-            self.threshold = float("nan")
             self.answer_labels = ("value",)
         self._linear = linear_parts(self._model)
         """``(coef, intercept)`` for the fast path, ``None`` for other estimators."""
+        schema = bundle.schema
+        self._frame: Any = None
+        if schema.strings or hasattr(self._model, "feature_names_in_"):
+            self._frame = frame_builder(schema.names, schema.numeric_columns)
+        check_golden_rows(self)  # a model that does not give the manifest's answers is refused
+
+    def model_input(self, x: np.ndarray) -> Any:
+        """What the estimator's own methods take: ``x``, or ``x`` as a named DataFrame."""
+        return x if self._frame is None else self._frame(x)
 
     def positive_proba(self, x: np.ndarray) -> np.ndarray:
         """Classifiers: the positive class's probability per row (``predict_proba``'s column)."""
         if self._linear is None:
-            proba: np.ndarray = self._model.predict_proba(x)
+            proba: np.ndarray = self._model.predict_proba(self.model_input(x))
             return proba[:, self._positive]
         coef, intercept = self._linear
         # LogisticRegression._predict_proba_lr: expit(X @ coef_.T + intercept_), stacked as
@@ -95,36 +144,97 @@ class Predictor:
     def values(self, x: np.ndarray) -> np.ndarray:
         """Regression: the predicted value per row (``predict``)."""
         if self._linear is None:
-            values: np.ndarray = self._model.predict(x)
+            values: np.ndarray = self._model.predict(self.model_input(x))
             return values
         coef, intercept = self._linear
         linear: np.ndarray = x @ coef + intercept  # LinearModel._decision_function
         return linear
 
     def predict(self, x: np.ndarray) -> Prediction:
-        """Predict a validated ``(n_rows, n_features)`` float64 matrix."""
+        """Predict a validated ``(n_rows, n_features)`` matrix (see ``core.parsing``)."""
+        if self.thresholded:
+            return self._thresholded(x)
         if self.task == "classification":
-            proba = self.positive_proba(x)
-            if len(proba) == 1:  # one row: plain Python is cheaper than numpy's per-call cost
-                p = float(proba[0])
-                yes = p >= self.threshold
-                answer = self.positive_answer if yes else self.negative_answer
-                return Prediction(
-                    predictions=[answer],
-                    probabilities=[p],
-                    counts={self.positive_answer: int(yes), self.negative_answer: int(not yes)},
-                )
-            positive = proba >= self.threshold
-            n_pos = int(positive.sum())
-            return Prediction(
-                predictions=self._answers[positive.astype(np.intp)].tolist(),
-                probabilities=proba.tolist(),
-                counts={self.positive_answer: n_pos, self.negative_answer: len(proba) - n_pos},
-            )
+            return self._classify(x)
         values = self.values(x)
         return Prediction(
             predictions=values.tolist(), probabilities=None, counts={"value": len(values)}
         )
+
+    def _thresholded(self, x: np.ndarray) -> Prediction:
+        proba = self.positive_proba(x)
+        if len(proba) == 1:  # one row: plain Python is cheaper than numpy's per-call cost
+            p = float(proba[0])
+            yes = p >= self.threshold
+            answer = self.positive_answer if yes else self.negative_answer
+            return Prediction(
+                predictions=[answer],
+                probabilities=[p],
+                counts={self.positive_answer: int(yes), self.negative_answer: int(not yes)},
+                classification=True,
+            )
+        positive = proba >= self.threshold
+        n_pos = int(positive.sum())
+        return Prediction(
+            predictions=self._answers[positive.astype(np.intp)].tolist(),
+            probabilities=proba.tolist(),
+            counts={self.positive_answer: n_pos, self.negative_answer: len(proba) - n_pos},
+            classification=True,
+        )
+
+    def _classify(self, x: np.ndarray) -> Prediction:
+        data = self.model_input(x)
+        model = self._model
+        if self._split is not None:
+            # Pipeline.predict and predict_proba both transform the rows, then call the final
+            # step: transforming once and calling the final step's two methods is the very
+            # same work, done once (the transformers are most of a pipeline's cost).
+            head, model = self._split
+            data = head.transform(data)
+        answer_of = self._answer_of
+        answers = [answer_of[c] for c in model.predict(data).tolist()]
+        proba = model.predict_proba(data).tolist() if self.per_class else None
+        return Prediction(
+            predictions=answers,
+            probabilities=None,
+            counts=dict(Counter(answers)),
+            classification=True,
+            class_probabilities=proba,
+            labels=self.class_labels,
+        )
+
+
+def pipeline_split(model: Any) -> tuple[Any, Any] | None:
+    """``(all steps but the last, the last step)`` of a ``Pipeline`` of two or more steps, else
+    ``None``. Exact type only: a subclass may predict differently."""
+    if type(model) is not Pipeline or len(model.steps) < 2:
+        return None
+    return model[:-1], model.steps[-1][1]
+
+
+def frame_builder(names: tuple[str, ...], numeric: tuple[int, ...]) -> Callable[[np.ndarray], Any]:
+    """A function from a validated matrix to a DataFrame with the features' names and dtypes:
+    float64 for numbers, strings for string features.
+
+    pandas is imported here, not at the top, because only these models use it; the memory is
+    paid anyway: scikit-learn imports pandas itself whenever it is installed
+    (``sklearn.utils.fixes``), about 29 MB RSS per worker process (measured November 2026:
+    151 MB without pandas, 180 MB with, for numpy, scipy, scikit-learn, skops and flask)."""
+    import pandas as pd
+
+    numeric_set = frozenset(numeric)
+
+    def build(x: np.ndarray) -> Any:
+        if x.dtype == np.float64:
+            return pd.DataFrame(x, columns=list(names), copy=False)
+        return pd.DataFrame(
+            {
+                name: x[:, j].astype(np.float64) if j in numeric_set else x[:, j]
+                for j, name in enumerate(names)
+            }
+        )
+
+    return build
 
 
 def linear_parts(model: Any) -> tuple[np.ndarray, np.ndarray | float] | None:

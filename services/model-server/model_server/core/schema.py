@@ -1,4 +1,9 @@
-"""Feature schema of a model, prepared once at load time for the request hot path."""
+"""Feature schema of a model, prepared once at load time for the request hot path.
+
+A feature is numeric (a float in a range, optionally from a set of codes) or a string from a
+fixed set of categories. A schema with only numeric features parses to a float64 matrix, as
+it always has; one with a string feature parses to an object matrix (``Schema.strings``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from model_server.core.manifest import NumericFeature
+from model_server.core.manifest import CategoricalFeature, NumericFeature
 
 
 @dataclass(frozen=True)
@@ -20,11 +25,13 @@ class Feature:
     Attributes:
         name: Column name, also the key clients send.
         type: ``"number"``, ``"integer"`` or ``"binary"``; informational except that
-            ``allowed`` (if set) restricts the values exactly.
-        min: Smallest valid value (inclusive).
-        max: Largest valid value (inclusive).
-        allowed: For categorical inputs, the only accepted values (e.g. ``[0, 1]``).
+            ``allowed`` (if set) restricts the values exactly. ``"string"`` for a string
+            feature.
+        min: Smallest valid value (inclusive); ``-inf`` for a string feature.
+        max: Largest valid value (inclusive); ``inf`` for a string feature.
+        allowed: For numeric codes, the only accepted values (e.g. ``[0, 1]``).
         description: What the column means, for the docs and model metadata.
+        categories: For a string feature, the only accepted strings; ``None`` for numbers.
     """
 
     name: str
@@ -33,10 +40,26 @@ class Feature:
     max: float
     allowed: tuple[float, ...] | None = None
     description: str = ""
+    categories: tuple[str, ...] | None = None
+
+    @property
+    def is_string(self) -> bool:
+        """True for a string feature (a manifest ``CategoricalFeature``)."""
+        return self.categories is not None
 
     @classmethod
-    def from_spec(cls, spec: NumericFeature) -> Feature:
-        """The parsing view of a manifest feature: bounds and allowed codes as floats."""
+    def from_spec(cls, spec: NumericFeature | CategoricalFeature) -> Feature:
+        """The parsing view of a manifest feature: bounds and allowed codes as floats, or the
+        allowed strings of a categorical feature."""
+        if isinstance(spec, CategoricalFeature):
+            return cls(
+                name=spec.name,
+                type=spec.type,
+                min=-math.inf,
+                max=math.inf,
+                description=spec.description,
+                categories=tuple(spec.allowed),
+            )
         return cls(
             name=spec.name,
             type=spec.type,
@@ -49,8 +72,18 @@ class Feature:
     @classmethod
     def from_manifest(cls, spec: Mapping[str, Any]) -> Feature:
         """Build from a feature given as a plain dict (tests, tools): only ``name``, ``min``
-        and ``max`` are required. Bundles go through ``Manifest``, which validates them."""
+        and ``max`` are required (``"type": "string"`` with ``allowed`` strings instead makes
+        a string feature). Bundles go through ``Manifest``, which validates them."""
         allowed = spec.get("allowed")
+        if spec.get("type") == "string":
+            return cls(
+                name=str(spec["name"]),
+                type="string",
+                min=-math.inf,
+                max=math.inf,
+                description=str(spec.get("description", "")),
+                categories=tuple(str(v) for v in allowed or ()),
+            )
         return cls(
             name=str(spec["name"]),
             type=str(spec.get("type", "number")),
@@ -84,6 +117,14 @@ class Schema:
     _allowed: tuple[tuple[int, frozenset[float]], ...] = field(
         init=False, repr=False, compare=False
     )
+    # String features: (column index, feature, allowed strings). Empty for numeric models,
+    # which keeps every numeric fast path exactly as it was.
+    strings: tuple[tuple[int, Feature, frozenset[str]], ...] = field(init=False, repr=False)
+    string_names: frozenset[str] = field(init=False, repr=False)
+    # With string features: the numeric columns' indices and a schema of those features
+    # alone, which validates them with the numeric code (``None`` without string features).
+    numeric_columns: tuple[int, ...] = field(init=False, repr=False)
+    numeric_part: Schema | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = tuple(f.name for f in self.features)
@@ -121,6 +162,21 @@ class Schema:
             ),
         )
 
+        strings = tuple(
+            (i, f, frozenset(f.categories))
+            for i, f in enumerate(self.features)
+            if f.categories is not None
+        )
+        object.__setattr__(self, "strings", strings)
+        object.__setattr__(self, "string_names", frozenset(f.name for _, f, _ in strings))
+        numeric = tuple(i for i, f in enumerate(self.features) if f.categories is None)
+        object.__setattr__(self, "numeric_columns", numeric)
+        object.__setattr__(
+            self,
+            "numeric_part",
+            Schema(tuple(self.features[i] for i in numeric)) if strings else None,
+        )
+
     def row_ok(self, row: Sequence[float]) -> bool:
         """True if one row (feature order) is finite, inside every range and allowed set.
 
@@ -142,7 +198,7 @@ class Schema:
         return len(self.features)
 
     @classmethod
-    def from_features(cls, specs: Sequence[NumericFeature]) -> Schema:
+    def from_features(cls, specs: Sequence[NumericFeature | CategoricalFeature]) -> Schema:
         """Build from a manifest's features (order = model column order)."""
         return cls(tuple(Feature.from_spec(s) for s in specs))
 

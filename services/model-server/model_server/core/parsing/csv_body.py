@@ -21,7 +21,8 @@ from model_server.core.parsing.values import (
     check_count,
     check_names,
     in_feature_order,
-    parse_text_number,
+    parse_text_cell,
+    to_array,
     validate,
 )
 from model_server.core.schema import Schema
@@ -34,11 +35,13 @@ _CSV_NUMBER_BYTES: Final = b"0123456789eE+-. \t\n,"
 def parse_csv(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
     """CSV rows, with or without a header line.
 
-    The first line is a header if none of its cells is a number; header names may come in any
-    order and are matched to the model's features. Without a header, columns are in feature
-    order. Blank lines are ignored.
+    The first line is a header if none of its cells is a number (and, for a model with string
+    features, whose data lines hold text too, if one of its cells is a feature name); header
+    names may come in any order and are matched to the model's features. Without a header,
+    columns are in feature order. Blank lines are ignored. Cells of string features are taken
+    as they are (no trimming), and must be one of the feature's categories.
     """
-    x = _csv_fast(body, schema, max_rows) if fast.ENABLED else None
+    x = _csv_fast(body, schema, max_rows) if fast.ENABLED and not schema.strings else None
     if x is not None:
         return validate(x, schema)
     try:
@@ -50,7 +53,7 @@ def parse_csv(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
     except csv.Error as exc:
         raise RequestError("malformed_body", f"the body is not valid CSV: {exc}") from None
     order: Sequence[str] = schema.names
-    if rows and all(NUMBER_RE.fullmatch(cell) is None for cell in rows[0]):
+    if rows and _is_header(rows[0], schema):
         header = [cell.strip() for cell in rows.pop(0)]
         if len(set(header)) != len(header):
             raise RequestError("malformed_body", "the CSV header names a column more than once")
@@ -64,14 +67,22 @@ def parse_csv(body: bytes, schema: Schema, max_rows: int) -> np.ndarray:
                 "wrong_width",
                 f"row {r} has {len(row)} values; expected {width} ({', '.join(order)})",
             )
-    x = np.array(
-        [
-            [parse_text_number(cell, r, order[j]) for j, cell in enumerate(row)]
-            for r, row in enumerate(rows)
-        ],
-        dtype=np.float64,
-    ).reshape(len(rows), width)
+    cells = [
+        [parse_text_cell(cell, r, order[j], schema) for j, cell in enumerate(row)]
+        for r, row in enumerate(rows)
+    ]
+    if schema.strings:
+        x = to_array(cells, order, strings=True)
+    else:
+        x = np.array(cells, dtype=np.float64).reshape(len(rows), width)
     return validate(in_feature_order(x, order, schema), schema)
+
+
+def _is_header(first: Sequence[str], schema: Schema) -> bool:
+    """Whether the first CSV line is a header (see ``parse_csv``)."""
+    if any(NUMBER_RE.fullmatch(cell) is not None for cell in first):
+        return False
+    return not schema.strings or any(cell.strip() in schema.name_set for cell in first)
 
 
 def _read_number_table(

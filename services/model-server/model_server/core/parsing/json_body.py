@@ -2,6 +2,8 @@
 
 JSON values must be JSON numbers. Strings such as ``"1.5"`` and booleans are refused
 (``non_numeric``) rather than coerced, so a client bug cannot silently become a prediction.
+The values of a string (categorical) feature are JSON strings, checked against its categories
+by ``values.validate``.
 Bodies are decoded by orjson; lists of numbers are then checked and converted by C-level
 loops (``map``, ``itemgetter``, ``set`` of types, ``np.fromiter``), with the exact per-row
 path behind them to name any problem.
@@ -70,9 +72,9 @@ def parse_records(records: Sequence[Any], schema: Schema, max_rows: int) -> np.n
         if len(rec) != len(names) or not schema.name_set.issuperset(rec):
             check_names(rec.keys(), schema, f"row {r}")
         row = [rec[n] for n in names]
-        check_json_numbers(row, r, names)
+        check_json_numbers(row, r, names, schema.string_names)
         append(row)
-    return validate(to_array(rows, names), schema)
+    return validate(to_array(rows, names, bool(schema.strings)), schema)
 
 
 def parse_rows(
@@ -100,11 +102,11 @@ def parse_rows(
     if set(map(type, rows_in)) == {list} and set(map(len, rows_in)) == {width}:
         x = numbers_matrix(rows_in, width)
     if x is None:
-        x = _rows_exact(rows_in, order)
+        x = _rows_exact(rows_in, order, schema)
     return validate(in_feature_order(x, order, schema), schema)
 
 
-def _rows_exact(rows_in: Sequence[Any], order: Sequence[str]) -> np.ndarray:
+def _rows_exact(rows_in: Sequence[Any], order: Sequence[str], schema: Schema) -> np.ndarray:
     """``parse_rows``'s per-row path: raises on the first malformed row or value."""
     width = len(order)
     rows: list[list[Any]] = []
@@ -118,9 +120,9 @@ def _rows_exact(rows_in: Sequence[Any], order: Sequence[str]) -> np.ndarray:
                 "wrong_width",
                 f"row {r} has {len(row)} values; expected {width} ({', '.join(order)})",
             )
-        check_json_numbers(row, r, order)
+        check_json_numbers(row, r, order, schema.string_names)
         rows.append(row)
-    return to_array(rows, order)
+    return to_array(rows, order, bool(schema.strings))
 
 
 def parse_columns(cols: Mapping[str, Any], schema: Schema, max_rows: int) -> np.ndarray:
@@ -141,6 +143,8 @@ def parse_columns(cols: Mapping[str, Any], schema: Schema, max_rows: int) -> np.
     columns = [cols[n] for n in names]
     all_numbers = set(map(type, chain.from_iterable(columns))) <= NUMERIC_TYPES
     for j, col in enumerate([] if all_numbers else columns):
+        if names[j] in schema.string_names:
+            continue  # validate checks string features' values
         for r, v in enumerate(col):
             if type(v) not in NUMERIC_TYPES:
                 raise RequestError(
@@ -148,7 +152,7 @@ def parse_columns(cols: Mapping[str, Any], schema: Schema, max_rows: int) -> np.
                     f"row {r}: {names[j]} must be a number, got {describe(v)}",
                     field=names[j],
                 )
-    x = to_array(columns, names)  # (n_features, n_rows)
+    x = to_array(columns, names, bool(schema.strings))  # (n_features, n_rows)
     return validate(np.ascontiguousarray(x.T), schema)
 
 

@@ -1,4 +1,6 @@
-"""Plumber-style query strings: one parameter per feature, exactly one row."""
+"""Plumber-style query strings: one parameter per feature, exactly one row.
+
+A string feature's value is the parameter's text as it is (``?color=red``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from model_server.core.errors import RequestError
 from model_server.core.parsing.values import (
     check_names,
     describe,
+    parse_text_cell,
     parse_text_number,
+    to_array,
     validate,
 )
 from model_server.core.schema import Schema
@@ -31,5 +35,8 @@ def parse_query(params: Sequence[tuple[str, str]], schema: Schema) -> np.ndarray
             "malformed_body", f"parameter {describe(key)} is given more than once", field=key
         )
     check_names(values.keys(), schema, "query")
+    if schema.strings:  # strings stay strings; validate checks them against the categories
+        cells = [parse_text_cell(values[n], 0, n, schema) for n in schema.names]
+        return validate(to_array([cells], schema.names, strings=True), schema)
     row = [parse_text_number(values[n], 0, n) for n in schema.names]
     return validate(np.array([row], dtype=np.float64), schema)

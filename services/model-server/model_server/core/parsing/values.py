@@ -1,6 +1,12 @@
 """What every input format shares: number grammar, name checks, conversion, validation.
 
 Row numbers in messages are 0-based, like JSON array indices.
+
+A model with a string (categorical) feature parses to an object matrix: the parsers put the
+values of its string columns in as they come (JSON values, CSV cells, query values, BYTES
+elements) and type-check only the numeric ones; ``validate`` then checks every string cell
+against the feature's categories, the one place that does, and the numeric columns exactly as
+for a numeric model.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import orjson
 
 from model_server.core.errors import RequestError
 from model_server.core.parsing import fast
-from model_server.core.schema import Schema
+from model_server.core.schema import Feature, Schema
 
 # A decimal number, or nan/inf spelled out (accepted by the grammar so they are reported as
 # ``non_finite`` rather than ``non_numeric``). Text formats (CSV, query strings) use it:
@@ -71,9 +77,21 @@ def parse_text_number(text: str, row: int, name: str) -> float:
     return float(text)
 
 
-def check_json_numbers(row: Sequence[Any], r: int, names: Sequence[str]) -> None:
+def parse_text_cell(text: str, row: int, name: str, schema: Schema) -> float | str:
+    """A text cell (CSV, query string): a number, or the string itself for a string feature
+    (checked against its categories by ``validate``)."""
+    if name in schema.string_names:
+        return text
+    return parse_text_number(text, row, name)
+
+
+def check_json_numbers(
+    row: Sequence[Any], r: int, names: Sequence[str], strings: frozenset[str] = frozenset()
+) -> None:
+    """Refuse the first value that is not a JSON number, except under the ``strings`` names
+    (string features: ``validate`` checks those)."""
     for j, v in enumerate(row):
-        if type(v) not in NUMERIC_TYPES:  # type(), not isinstance: bool is an int subclass
+        if type(v) not in NUMERIC_TYPES and names[j] not in strings:  # type(): bool is an int
             raise RequestError(
                 "non_numeric",
                 f"row {r}: {names[j]} must be a number, got {describe(v)}",
@@ -81,8 +99,13 @@ def check_json_numbers(row: Sequence[Any], r: int, names: Sequence[str]) -> None
             )
 
 
-def to_array(rows: list[list[Any]], names: Sequence[str]) -> np.ndarray:
-    """Convert rows of JSON numbers (already type-checked) to float64."""
+def to_array(rows: list[list[Any]], names: Sequence[str], strings: bool = False) -> np.ndarray:
+    """Convert rows of JSON numbers (already type-checked) to float64; with ``strings`` (a
+    model with string features), to an object matrix of the values as they are."""
+    if strings:
+        table = np.empty((len(rows), len(names)), dtype=object)
+        table[:] = rows  # element by element: a string never becomes an array of characters
+        return table
     try:
         return np.array(rows, dtype=np.float64)
     except OverflowError:
@@ -124,7 +147,10 @@ def validate(x: np.ndarray, schema: Schema) -> np.ndarray:
     """Check a parsed matrix against the schema: finite values inside the manifest ranges.
 
     Returns ``x`` unchanged (for chaining); raises ``RequestError`` naming the first bad cell.
+    For a model with string features ``x`` is an object matrix: see ``_validate_mixed``.
     """
+    if schema.numeric_part is not None:
+        return _validate_mixed(x, schema, schema.numeric_part)
     if fast.ENABLED and len(x) == 1 and schema.row_ok(x[0].tolist()):
         return x  # one valid row: proven without numpy's per-call overhead
     finite = np.isfinite(x)
@@ -156,3 +182,44 @@ def validate(x: np.ndarray, schema: Schema) -> np.ndarray:
                 field=f.name,
             )
     return x
+
+
+def _validate_mixed(x: np.ndarray, schema: Schema, numeric: Schema) -> np.ndarray:
+    """``validate`` for a model with string features; returns an object matrix in which the
+    numeric columns hold floats (checked as a numeric model's) and the string columns strings
+    from their features' categories."""
+    if x.dtype != object:  # e.g. numbers only, from a fast path: no string can be valid
+        x = x.astype(object)
+    cols = x[:, list(schema.numeric_columns)]  # numbers only: the parsers checked them
+    try:
+        numbers = cols.astype(np.float64)
+    except OverflowError:  # a JSON integer too large for float64
+        for r, row in enumerate(cols.tolist()):
+            for j, v in enumerate(row):
+                try:
+                    float(v)
+                except OverflowError:
+                    name = numeric.names[j]
+                    raise RequestError(
+                        "non_finite", f"row {r}: {name} is too large", field=name
+                    ) from None
+        raise  # pragma: no cover - unreachable: some value failed above
+    validate(numbers, numeric)
+    for c, f, allowed in schema.strings:
+        for r, v in enumerate(x[:, c].tolist()):
+            if type(v) is not str or v not in allowed:
+                raise RequestError(
+                    "out_of_range",
+                    f"row {r}: {f.name} must be one of {allowed_list(f)}; got {describe(v)}",
+                    field=f.name,
+                )
+    out = x.copy()
+    out[:, list(schema.numeric_columns)] = numbers
+    return out
+
+
+def allowed_list(f: Feature) -> str:
+    """A string feature's categories for a message: the first ten, then how many in all."""
+    values = f.categories or ()
+    shown = ", ".join(describe(v) for v in values[:10])
+    return shown if len(values) <= 10 else f"{shown}, ... ({len(values)} in all)"
