@@ -15,7 +15,7 @@ import requests
 from tests.stack.stackctl import Stack
 
 CLIENTS = 8
-REQUESTS_PER_CLIENT = 40  # bounded: 320 requests, each at most one deadline (3 s) late
+REQUESTS_PER_CLIENT = 40  # bounded: 320 requests, each at most one deadline (5 s) late
 
 
 def _worker_pids(stack: Stack, container: str) -> list[int]:

@@ -87,7 +87,7 @@ def grafana_run(tmp_path: Path) -> Iterator[RunGrafana]:
 def make_password(path: Path) -> None:
     """The password step of `make dashboards`, for this file (compose resolves it)."""
     subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "grafana_password.py")],
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "scripts.grafana_password"],
         cwd=ROOT,
         env={
             **os.environ,

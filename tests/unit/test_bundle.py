@@ -67,3 +67,20 @@ def test_missing_default_model_is_not_ready(
 ) -> None:
     client = make_app(default_model="absent").test_client()
     assert client.get("/readyz").status_code == 503
+
+
+@pytest.mark.parametrize(
+    "trusted",
+    [["builtins.eval"], ["operator.attrgetter"], ["sklearn.tree._tree.Tree", "os.system"]],
+)
+def test_a_manifest_cannot_trust_types_outside_sklearn_numpy_and_scipy(
+    model_dir: Path, tmp_path: Path, trusted: list[str]
+) -> None:
+    import json
+
+    bundle = shutil.copytree(model_dir / "boston", tmp_path / "boston")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["trusted_types"] = trusted
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="outside scikit-learn, numpy and scipy"):
+        load_bundle(bundle)

@@ -10,6 +10,7 @@ failing, as they should, when the serving side (branch generic-models) lands.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from model_server.core.manifest import CategoricalFeature, Manifest, NumericFeat
 from model_server.package import Packaged, package
 from model_server.package_derive import GOLDEN_ROWS
 from model_server.repository import load_index
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.svm import SVC
+from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeRegressor
 
 from tests.unit.package_helpers import (
@@ -225,33 +227,35 @@ def test_a_new_version_is_added_but_does_not_become_current(tmp_path: Path) -> N
 
 
 # --------------------------------------------------------------------------------------------
-# What the server cannot serve yet (each names why)
+# Generic estimators (issue 10's serving side)
 
 
-@NEEDS_SERVING
 def test_a_binary_classifier_without_a_threshold_answers_its_own_predict(tmp_path: Path) -> None:
-    # Today's Predictor requires a positive_class and a threshold for every classifier.
     done = binary(tmp_path, make_pipeline(StandardScaler(), LogisticRegression()))
     assert done.manifest.threshold is None
 
 
-@NEEDS_SERVING
 def test_histogram_gradient_boosting_is_packaged(tmp_path: Path) -> None:
-    # load_bundle's TRUSTED_TYPES lacks ...hist_gradient_boosting.predictor.TreePredictor.
     done = binary(tmp_path, HistGradientBoostingClassifier(max_iter=20), threshold=0.5)
     assert done.manifest.estimator.endswith("HistGradientBoostingClassifier")
 
 
-@NEEDS_SERVING
 def test_a_trusted_type_is_recorded_and_the_bundle_loads(tmp_path: Path) -> None:
-    # load_bundle does not read the manifest's trusted_types yet.
-    trusted = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
-    model = HistGradientBoostingClassifier(max_iter=20)
+    """Types beyond the allow-list load only because the manifest records them as trusted."""
+    from model_server.core.bundle import load_bundle
+
+    trusted = (
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+    )
+    model = CalibratedClassifierCV(LinearSVC(max_iter=200), ensemble=False)
     done = binary(tmp_path, model, threshold=0.5, trusted_types=trusted)
     assert done.manifest.trusted_types == trusted
+    # load_bundle reads <dir>/<name>/ (the repository's <name>/<version>/ is the next step).
+    copy = shutil.copytree(done.path, tmp_path / "as-served" / "cancer")
+    assert load_bundle(copy).manifest.trusted_types == trusted
 
 
-@NEEDS_SERVING
 @pytest.mark.parametrize("dataset", [iris, wine])
 def test_a_multiclass_classifier_answers_class_labels(tmp_path: Path, dataset: Any) -> None:
     x, y, names = dataset()
@@ -263,7 +267,6 @@ def test_a_multiclass_classifier_answers_class_labels(tmp_path: Path, dataset: A
     assert done.manifest.target.classes == ("0", "1", "2")
 
 
-@NEEDS_SERVING
 def test_a_pipeline_with_a_string_column_is_packaged(tmp_path: Path) -> None:
     frame = shops_frame()
     features = ["visits", "shop", "price", "weather"]

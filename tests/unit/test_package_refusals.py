@@ -22,9 +22,10 @@ from model_server.package_cli import main
 from model_server.package_derive import refuse_unservable_types
 from model_server.repository import INDEX_FILE
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
+from sklearn.svm import LinearSVC
 
 from tests.unit.package_helpers import (
     cancer,
@@ -214,15 +215,16 @@ def test_a_pickle_without_trust(regression: dict[str, Path], capsys: Any, tmp_pa
 
 def test_a_type_outside_the_allow_list_is_named(capsys: Any, tmp_path: Path) -> None:
     x, y, names = cancer()
-    est = save_skops(HistGradientBoostingClassifier(max_iter=5).fit(x, y), tmp_path / "h.skops")
+    model = CalibratedClassifierCV(LinearSVC(max_iter=200), ensemble=False).fit(x, y)
+    est = save_skops(model, tmp_path / "h.skops")
     sample = sample_csv(tmp_path, x, names, y)
     line = refused(
         capsys, args(est, sample, tmp_path / "repo", "--threshold", "0.5"), tmp_path / "repo"
     )
     assert line.startswith(
         "the artifact contains types outside the server's allow-list: "
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor; review them and pass "
-        "TRUST_TYPES="
+        "sklearn.calibration._CalibratedClassifier, sklearn.calibration._SigmoidCalibration; "
+        "review them and pass TRUST_TYPES="
     )
 
 

@@ -57,6 +57,10 @@ TRUSTED_TYPES: Final[tuple[str, ...]] = (
 )
 
 
+#: Modules whose types a manifest's ``trusted_types`` may add to ``TRUSTED_TYPES``.
+TRUSTABLE_PREFIXES: Final = ("sklearn.", "numpy.", "scipy.")
+
+
 class BundleError(Exception):
     """A bundle that cannot be served: missing files, bad manifest, or checksum mismatch."""
 
@@ -142,10 +146,20 @@ def load_bundle(path: Path) -> Bundle:
             f"{name}: sha256 mismatch for {artifact_path}: manifest says {expected}, "
             f"file is {actual}; refusing to load it"
         )
-    untrusted = set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
+    # The allow-list, plus what the operator trusted by name when packaging (recorded in the
+    # manifest): only scikit-learn, numpy and scipy types, so that a manifest can never trust
+    # builtins or other modules whose objects could run code when rebuilt.
+    extra = tuple(manifest.trusted_types or ())
+    foreign = sorted(t for t in extra if not t.startswith(TRUSTABLE_PREFIXES))
+    if foreign:
+        raise BundleError(
+            f"{name}: the manifest trusts types outside scikit-learn, numpy and scipy: {foreign}"
+        )
+    trusted = [*TRUSTED_TYPES, *extra]
+    untrusted = set(sio.get_untrusted_types(data=data)) - set(trusted)
     if untrusted:
         raise BundleError(f"{name}: artifact contains untrusted types {sorted(untrusted)}")
-    model = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    model = sio.loads(data, trusted=trusted)
     if hasattr(model, "n_features_in_") and model.n_features_in_ != schema.width:
         raise BundleError(
             f"{name}: the model expects {model.n_features_in_} features, "
