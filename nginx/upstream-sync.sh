@@ -28,7 +28,7 @@ SERVER_OPTS="${UPSTREAM_SERVER_OPTS:-max_fails=1 fail_timeout=5s}"
 # within its deadline is given up and the request retried on another replica, for at most
 # 3x (2x for large bodies) the deadline in all. The front tier waits up to 60 s for the
 # balancer tier, so 2 x UPSTREAM_DEADLINE_LARGE must stay below that.
-DEADLINE="${UPSTREAM_DEADLINE:-5}"
+DEADLINE="${UPSTREAM_DEADLINE:-10}"
 DEADLINE_LARGE="${UPSTREAM_DEADLINE_LARGE:-20}"
 CONF="${UPSTREAM_CONF:-/run/nginx/upstream.conf}"
 CONF_DIR="$(dirname "$CONF")"

@@ -41,10 +41,10 @@ def stack() -> Iterator[Stack]:
         "PROMETHEUS_SCRAPE_INTERVAL": "2s",
         "PROMETHEUS_SCRAPE_TIMEOUT": "2s",
         "PROMETHEUS_EVALUATION_INTERVAL": "2s",
-        # Workers recycle every 1,000-1,200 requests all session long (the default is 100,000),
+        # Workers recycle every 3,000-4,000 requests all session long (the default is 100,000),
         # so every stack test sending traffic also checks that recycling fails no request.
-        "MODELFLEET_MAX_REQUESTS": "1000",
-        "MODELFLEET_MAX_REQUESTS_JITTER": "200",
+        "MODELFLEET_MAX_REQUESTS": "3000",
+        "MODELFLEET_MAX_REQUESTS_JITTER": "1000",
     }
     st = Stack(ROOT, env)
     st.compose("down", "-v", "--remove-orphans", check=False)

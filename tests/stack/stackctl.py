@@ -125,6 +125,22 @@ class Stack:
                     seen.add(r.headers.get("X-Served-By", "?"))
         return seen
 
+    def plumber_statuses(self, n: int, timeout: float = 30) -> list[int]:
+        """Statuses of ``n`` plumber GETs over one keep-alive session (0: no answer)."""
+        statuses = []
+        with requests.Session() as s:
+            for _ in range(n):
+                try:
+                    r = s.get(self.lb_url + self.plumber_path, timeout=timeout)
+                    statuses.append(r.status_code)
+                except requests.RequestException:
+                    statuses.append(0)
+        return statuses
+
+    def log_count(self, text: str, service: str = "model") -> int:
+        """How often ``text`` occurs in the service's logs since the stack started."""
+        return self.compose("logs", "--no-color", service, capture=True, check=False).count(text)
+
     def prometheus(self, path: str, **params: str) -> Any:
         """GET a Prometheus HTTP API path and return its `data` (PrometheusError unless the
         status is success)."""

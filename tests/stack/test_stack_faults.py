@@ -10,12 +10,10 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
-
 from tests.stack.stackctl import Stack
 
 CLIENTS = 8
-REQUESTS_PER_CLIENT = 40  # bounded: 320 requests, each at most one deadline (5 s) late
+REQUESTS_PER_CLIENT = 40  # bounded: 320 requests, each at most one deadline (10 s) late
 
 
 def _worker_pids(stack: Stack, container: str) -> list[int]:
@@ -34,38 +32,28 @@ def _worker_pids(stack: Stack, container: str) -> list[int]:
     return sorted(pid for pid, ppid in parent.items() if ppid in masters)
 
 
-def _client(stack: Stack) -> list[int]:
-    statuses = []
-    with requests.Session() as s:
-        for _ in range(REQUESTS_PER_CLIENT):
-            try:
-                statuses.append(s.get(stack.lb_url + stack.plumber_path, timeout=30).status_code)
-            except requests.RequestException:
-                statuses.append(0)
-    return statuses
-
-
-def _timeouts(stack: Stack) -> int:
-    logs = stack.compose("logs", "--no-color", "model", capture=True, check=False)
-    return logs.count("WORKER TIMEOUT")
-
-
 def test_a_hung_worker_costs_no_request_and_is_replaced(three_replicas: Stack) -> None:
     stack = three_replicas
-    before = _timeouts(stack)
+    before = stack.log_count("WORKER TIMEOUT")
     container = stack.container_ids()[0]
     hung = _worker_pids(stack, container)[0]
     os.kill(hung, signal.SIGSTOP)
     try:
         with ThreadPoolExecutor(CLIENTS) as pool:
-            statuses = [s for c in pool.map(lambda _: _client(stack), range(CLIENTS)) for s in c]
+            statuses = [
+                s
+                for c in pool.map(
+                    lambda _: stack.plumber_statuses(REQUESTS_PER_CLIENT), range(CLIENTS)
+                )
+                for s in c
+            ]
         deadline = time.monotonic() + 40
-        while _timeouts(stack) == before and time.monotonic() < deadline:
+        while stack.log_count("WORKER TIMEOUT") == before and time.monotonic() < deadline:
             time.sleep(1)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(hung, signal.SIGCONT)
     failed = [s for s in statuses if s != 200]
     assert failed == [], f"{len(failed)} of {len(statuses)} requests failed: {sorted(set(failed))}"
-    assert _timeouts(stack) > before, "gunicorn did not replace the hung worker"
+    assert stack.log_count("WORKER TIMEOUT") > before, "gunicorn did not replace the hung worker"
     assert hung not in _worker_pids(stack, container)

@@ -191,7 +191,7 @@ def test_deadlines_are_rendered_for_small_and_large_requests(tmp_path: Path) -> 
 
 def test_default_deadlines(tmp_path: Path) -> None:
     assert _deadlines(tmp_path).returncode == 0
-    assert "proxy_read_timeout 5s;" in (tmp_path / "deadline.conf").read_text()
+    assert "proxy_read_timeout 10s;" in (tmp_path / "deadline.conf").read_text()
     assert "proxy_read_timeout 20s;" in (tmp_path / "deadline-large.conf").read_text()
 
 
