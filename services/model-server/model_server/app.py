@@ -21,8 +21,8 @@ from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
-from model_server.api.common import EXTENSION_KEY, ServerState
-from model_server.api.pipeline import ENDPOINT_KEY, REQUEST_ID_KEY, Pipeline, refuse
+from model_server.api.common import EXTENSION_KEY, ServerState, body_too_large
+from model_server.api.pipeline import ENDPOINT_KEY, Pipeline, fail, refuse
 from model_server.core.errors import RequestError
 from model_server.core.registry import ModelRegistry
 from model_server.metrics import Metrics
@@ -156,7 +156,7 @@ def _register_error_handlers(app: Flask, st: ServerState) -> None:
             allowed = ", ".join(sorted(exc.valid_methods or ()))  # type: ignore[attr-defined]
             message = f"method {request.method} is not allowed here; allowed: {allowed}"
         elif status == 413:
-            message = f"the request body exceeds {st.settings.max_body_bytes} bytes"
+            message = body_too_large(st.settings.max_body_bytes).message
         else:
             message = exc.description or exc.name
         response = refusal(RequestError(code, message), status)
@@ -165,7 +165,6 @@ def _register_error_handlers(app: Flask, st: ServerState) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def on_unexpected(exc: Exception) -> Response:
-        # Log everything, answer nothing internal: the request id ties the two together.
-        log.exception("request_id=%s failed", request.environ.get(REQUEST_ID_KEY, "-"))
-        return refusal(RequestError("internal", "internal server error"))
+    def on_unexpected(_exc: Exception) -> Response:
+        status, body = fail(st.metrics, request.environ)
+        return Response(body, status, mimetype="application/json")

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 from flask import Response, current_app, request
 
-from model_server.api.pipeline import MODEL_KEY, Environ, error_body
+from model_server.api.pipeline import MODEL_KEY, Environ
 from model_server.core.errors import RequestError
 from model_server.core.parsing import parse_csv, parse_json_body
 from model_server.core.predict import Prediction
@@ -83,11 +83,6 @@ def readiness_response() -> Response:
     return json_response({"status": "ok" if ready else "not ready"}, 200 if ready else 503)
 
 
-def error_response(exc: RequestError) -> Response:
-    """A Flask response of ``exc``'s error body (``pipeline.error_body``) and HTTP status."""
-    return Response(error_body(exc, request.path), exc.status, mimetype="application/json")
-
-
 def lookup_model(registry: ModelRegistry, environ: Environ, name: str | None) -> LoadedModel:
     """Look up a model and label this request's metrics with it.
 
@@ -121,6 +116,11 @@ def media_type(environ: Environ) -> str:
     return environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
 
 
+def body_too_large(limit: int) -> RequestError:
+    """The refusal of a body over ``limit`` bytes (``read_body``'s and Flask's 413 alike)."""
+    return RequestError("body_too_large", f"the request body exceeds {limit} bytes")
+
+
 def read_body(environ: Environ, limit: int) -> bytes:
     """The request body, or ``body_too_large`` (413) when it exceeds ``limit`` bytes.
 
@@ -135,14 +135,14 @@ def read_body(environ: Environ, limit: int) -> bytes:
     stream = environ["wsgi.input"]
     if length.isdigit() and length.isascii():
         if int(length) > limit:
-            raise RequestError("body_too_large", f"the request body exceeds {limit} bytes")
+            raise body_too_large(limit)
         declared: bytes = stream.read(int(length))
         return declared
     if not environ.get("wsgi.input_terminated"):
         return b""
     data: bytes = stream.read(limit + 1)
     if len(data) > limit:
-        raise RequestError("body_too_large", f"the request body exceeds {limit} bytes")
+        raise body_too_large(limit)
     return data
 
 

@@ -7,7 +7,7 @@ Routes: ``GET /`` (liveness, ``{"status": "alive"}``, what KServe's client asks)
 ``{"predictions": [...]}``: the model's answer labels, or values for regression.
 
 Errors are ``{"error": "<code>: <message>"}``, as KServe answers them
-(``common.error_response``).
+(``pipeline.error_body``).
 """
 
 from __future__ import annotations

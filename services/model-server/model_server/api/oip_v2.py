@@ -15,7 +15,7 @@ request's ``outputs`` list may select a subset and ask for binary data. A string
 (categorical) feature is a ``BYTES`` tensor named after it (``oip_tensors``).
 
 Errors are ``{"error": "<code>: <message>"}``, the string the protocol specifies
-(``common.error_response``).
+(``pipeline.error_body``).
 """
 
 from __future__ import annotations

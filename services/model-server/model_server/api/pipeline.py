@@ -92,6 +92,16 @@ def refuse(metrics: Metrics, environ: Environ, exc: RequestError) -> bytes:
     return error_body(exc, environ.get("PATH_INFO", ""))
 
 
+def fail(metrics: Metrics, environ: Environ) -> tuple[int, bytes]:
+    """For an unexpected exception being handled: log it, count it; 500 and its body.
+
+    Log everything, answer nothing internal: the request id ties the two together.
+    """
+    log.exception("request_id=%s failed", environ.get(REQUEST_ID_KEY, "-"))
+    internal = RequestError("internal", "internal server error")
+    return internal.status, refuse(metrics, environ, internal)
+
+
 def fast_route(method: str, path: str) -> tuple[str, str | None] | None:
     """``(endpoint, model name)`` of a fast route, else ``None`` (Flask's)."""
     if method == "GET":
@@ -166,10 +176,7 @@ class Pipeline:
         except RequestError as exc:
             return exc.status, refuse(self.metrics, environ, exc)
         except Exception:
-            # Log everything, answer nothing internal: the request id ties the two together.
-            log.exception("request_id=%s failed", environ[REQUEST_ID_KEY])
-            internal = RequestError("internal", "internal server error")
-            return internal.status, refuse(self.metrics, environ, internal)
+            return fail(self.metrics, environ)
 
     def _flask(
         self, environ: Environ, start_response: StartResponse, own_headers: list[tuple[str, str]]
