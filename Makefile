@@ -117,11 +117,11 @@ dashboards: venv ## Start Grafana (profile dashboards; pulls grafana/grafana, ne
 # ---- development -------------------------------------------------------------------------------
 
 .PHONY: models
-models: venv ## Train the model bundles into ./models
+models: venv ## Retrain the seed models into ./models (committed; a unit test checks they match)
 	PYTHONPATH=services/model-server $(PY) -m model_server.train --data data --out models
 
 .PHONY: serve
-serve: models ## Run one model server on 127.0.0.1:8000 without Docker
+serve: venv ## Run one model server on 127.0.0.1:8000 without Docker, serving ./models
 	cd services/model-server && PROMETHEUS_MULTIPROC_DIR= MODELFLEET_MODEL_DIR=../../models \
 	  ../../$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8000 \
 	  'model_server.app:create_app()'

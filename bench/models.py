@@ -21,12 +21,14 @@ DATA = ROOT / "data"
 
 
 def manifest(name: str, model_dir: Path = MODELS) -> dict[str, Any]:
-    """The manifest of a trained bundle (``make models`` writes them into ./models)."""
-    path = model_dir / name / "manifest.json"
+    """The manifest of the current version of a model in the repository ``model_dir``
+    (``<name>/<version>/manifest.json``, the version from ``index.json``)."""
     try:
-        return dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise BenchError(f"no model {name!r} in {model_dir}; run make models") from None
+        index = json.loads((model_dir / "index.json").read_text())
+        version = index["models"][name]["current"]
+        return dict(json.loads((model_dir / name / version / "manifest.json").read_text()))
+    except (FileNotFoundError, KeyError):
+        raise BenchError(f"no model {name!r} in the repository {model_dir}") from None
 
 
 def _names(features: Sequence[Any]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ Targets (each checked once before it is measured: HTTP 200 and a prediction in t
 
 - modelfleet-1: one ModelFleet replica on the host (gunicorn from .venv with the image's
   gunicorn.conf.py, prometheus-client in multiprocess mode as in the image), serving the
-  bundle of `make models`; `POST /models/diabetes/predict` with one JSON record;
+  bundle in models/; `POST /models/diabetes/predict` with one JSON record;
 - bentoml: BentoML 1.4 (`bentoml serve`, bench/peer_apps/bento_service.py), `POST /predict`;
 - mlflow: `mlflow models serve --env-manager local` (MLflow's scoring server) on an
   mlflow.sklearn model, `POST /invocations` with `{"dataframe_records": [...]}`;

@@ -374,8 +374,8 @@ def report(
 def bench(args: argparse.Namespace) -> int:
     if not Path(args.wrk).is_file():
         raise BenchError(f"wrk not found at {args.wrk} (make bench installs it)")
-    if not (args.model_dir / "diabetes" / "manifest.json").is_file():
-        raise BenchError(f"no models in {args.model_dir}; run make models")
+    if not (args.model_dir / "index.json").is_file():
+        raise BenchError(f"no model repository (index.json) in {args.model_dir}")
     scs = select(scenarios(args.model_dir), args.only)
     print(
         f"bench: gunicorn gthread workers={args.workers} threads={args.threads} on CPUs "

@@ -38,8 +38,9 @@ MODEL_DIR = Path(os.environ.get("MODELFLEET_MODEL_DIR", ROOT / "models"))
 
 
 def _features(name: str) -> list[str]:
-    """The model's features, in order, from its bundle's manifest."""
-    manifest = json.loads((MODEL_DIR / name / "manifest.json").read_text())
+    """The model's features, in order, from the manifest of its current version."""
+    current = json.loads((MODEL_DIR / "index.json").read_text())["models"][name]["current"]
+    manifest = json.loads((MODEL_DIR / name / current / "manifest.json").read_text())
     return [f if isinstance(f, str) else f["name"] for f in manifest["features"]]
 
 

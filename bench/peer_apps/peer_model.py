@@ -4,8 +4,8 @@ Runs inside the peers' throwaway environments (build/peers/<peer>/), which have 
 but not the model server (nor the bench package). It fits the same estimator on the same
 vendored rows with the same call as services/model-server/model_server/train.py
 (`train_diabetes`), taking the features, the training file, the target column and the threshold
-from the manifest of the bundle that `make models` wrote, then checks the coefficients against
-that manifest, so every server in the benchmark answers with the same model.
+from the manifest of its current version in the model repository (models/), then checks the
+coefficients against that manifest, so every server in the benchmark answers with the same model.
 
     python peer_model.py mlflow OUT_DIR   # save it as an MLflow model (mlflow.sklearn)
     python peer_model.py check            # fit and verify only
@@ -23,7 +23,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFEST = ROOT / "models" / "diabetes" / "manifest.json"
+REPOSITORY = ROOT / "models"
+_CURRENT = json.loads((REPOSITORY / "index.json").read_text())["models"]["diabetes"]["current"]
+MANIFEST = REPOSITORY / "diabetes" / _CURRENT / "manifest.json"
 
 
 def manifest(path: Path = MANIFEST) -> dict[str, Any]:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 # The config file is executed before the app is imported: make the package importable from
 # the directory this file lives in (/app in the image), whatever the working directory.
@@ -18,9 +21,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from model_server import gunicorn_errors
 from model_server.metrics import mark_process_dead
+from model_server.repository import pin_index
 from model_server.settings import Settings
 
 _settings = Settings.from_env()
+
+# The versions this replica serves: the repository's index as it is now, copied, and that copy
+# named to the workers. gunicorn executes this file at start and again on SIGHUP, so a worker
+# recycled later (max_requests, a crash) serves what its siblings serve, and only a SIGHUP
+# (`make rollout`, replica by replica) changes it. Earlier pins are kept (a kilobyte each): a
+# worker of the previous generation may still be booting from one when the next SIGHUP comes.
+os.environ["MODELFLEET_INDEX_FILE"] = str(
+    pin_index(_settings.model_dir, Path(tempfile.gettempdir()))
+)
 
 # gunicorn's own refusals (malformed HTTP, limits below) answer JSON, not an HTML page.
 gunicorn_errors.install()
@@ -115,8 +128,18 @@ def _keep_request_buffers_on_the_heap() -> None:
 _keep_request_buffers_on_the_heap()
 
 
+#: gunicorn's exit status for a worker that cannot boot: the master then stops too.
+WORKER_BOOT_ERROR = 3
+
+
 def post_worker_init(worker: object) -> None:
-    """Take the loaded app (modules, models) out of the garbage collector's sight.
+    """Stop the replica if it serves no model; take the loaded app out of the GC's sight.
+
+    A replica whose workers load no model at all (no readable index, every bundle broken)
+    cannot serve anything: exiting with gunicorn's boot-error status stops the master, so the
+    container exits and Docker's restart policy starts it again, with its growing back-off,
+    rather than leaving an unready replica up forever. One broken model only makes that
+    model unready (``/readyz`` names it); the replica keeps serving the others.
 
     A worker holds about 160,000 GC-tracked objects once numpy, scipy, scikit-learn and the
     models are loaded, and every full collection walks all of them: about 100 ms, measured.
@@ -126,6 +149,14 @@ def post_worker_init(worker: object) -> None:
     everything alive now into a permanent generation that collections skip; objects created
     by requests are collected as before.
     """
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get("modelfleet")
+    if state is not None and not state.registry.models:
+        logging.getLogger("model_server").critical(
+            "no model could be loaded from %s; exiting so that the replica is restarted",
+            state.settings.model_dir,
+        )
+        sys.exit(WORKER_BOOT_ERROR)
     gc.collect()
     gc.freeze()
 

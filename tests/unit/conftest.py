@@ -59,3 +59,11 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 def client(app: Flask) -> FlaskClient:
     """A test client of the shared app."""
     return app.test_client()
+
+
+SEED_VERSION = "1.0.0"
+
+
+def seed_bundle(model_dir: Path, name: str) -> Path:
+    """The bundle directory of a seed model in the trained repository ``model_dir``."""
+    return model_dir / name / SEED_VERSION

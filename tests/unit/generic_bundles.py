@@ -29,6 +29,7 @@ from model_server.core.manifest import (
     Target,
     Training,
 )
+from model_server.repository import VersionEntry, add_version, load_index, locked, write_index
 from model_server.skops_archive import deterministic_skops
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
@@ -273,7 +274,8 @@ def write_bundle(
     artifact_of: Any = None,
     **manifest: Any,
 ) -> Path:
-    """Write ``case`` as a bundle directory under ``out_dir``, as the packager would, with its
+    """Write ``case`` as version 1.0.0 in the model repository ``out_dir`` (bundle directory and
+    index entry), as the packager would, with its
     golden rows (``golden_rows(case)`` unless given; ``()`` for none). ``artifact_of`` puts
     another estimator in the artifact (a swapped bundle); ``manifest`` overrides fields."""
     artifact = deterministic_skops(case.estimator if artifact_of is None else artifact_of)
@@ -297,8 +299,12 @@ def write_bundle(
         golden_rows=golden or None,
         **manifest,
     )
-    bundle = out_dir / case.name
+    bundle = out_dir / case.name / manifest.version
     bundle.mkdir(parents=True)
     (bundle / ARTIFACT_FILE).write_bytes(artifact)
-    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2), encoding="utf-8")
+    text = json.dumps(manifest.to_dict(), indent=2).encode()
+    (bundle / MANIFEST_FILE).write_bytes(text)
+    with locked(out_dir):
+        entry = VersionEntry(sha256_bytes(artifact), sha256_bytes(text))
+        write_index(out_dir, add_version(load_index(out_dir), case.name, manifest.version, entry))
     return bundle

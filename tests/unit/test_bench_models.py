@@ -12,9 +12,13 @@ from tests.unit.bench_http import serve
 
 
 def bundle(model_dir: Path, name: str, features: list[object], file: str = "t.csv") -> None:
-    (model_dir / name).mkdir(parents=True)
+    (model_dir / name / "2").mkdir(parents=True)
     manifest = {"name": name, "features": features, "training_data": {"file": file}}
-    (model_dir / name / "manifest.json").write_text(json.dumps(manifest))
+    (model_dir / name / "2" / "manifest.json").write_text(json.dumps(manifest))
+    index_file = model_dir / "index.json"
+    index = json.loads(index_file.read_text()) if index_file.exists() else {"models": {}}
+    index["models"][name] = {"current": "2"}
+    index_file.write_text(json.dumps(index))
 
 
 def test_features_are_the_manifests_in_its_order_whether_objects_or_names(tmp_path: Path) -> None:
@@ -31,8 +35,8 @@ def test_the_trained_seed_bundles_name_their_features(model_dir: Path) -> None:
     assert models.training_file("boston", model_dir) == "boston_housing.csv"
 
 
-def test_a_missing_bundle_says_to_train_the_models(tmp_path: Path) -> None:
-    with pytest.raises(BenchError, match=r"no model 'diabetes' in .*; run make models"):
+def test_a_missing_model_names_the_repository(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"no model 'diabetes' in the repository .*"):
         models.features("diabetes", tmp_path)
 
 

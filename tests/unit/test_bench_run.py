@@ -41,9 +41,11 @@ def test_features_and_data_files_come_from_the_manifests(tmp_path: Path) -> None
     (data / "d.csv").write_text("k,j,i,target\n1,2,3,x\n")
     (data / "b.csv").write_text("r,s\n0.5,7\n")
     for name, feats, file in (("diabetes", ["k", "j", "i"], "d.csv"), ("boston", ["s"], "b.csv")):
-        (models_dir / name).mkdir(parents=True)
+        (models_dir / name / "7").mkdir(parents=True)
         manifest = {"features": [{"name": f} for f in feats], "training_data": {"file": file}}
-        (models_dir / name / "manifest.json").write_text(json.dumps(manifest))
+        (models_dir / name / "7" / "manifest.json").write_text(json.dumps(manifest))
+    index = {"models": {name: {"current": "7"} for name in ("diabetes", "boston")}}
+    (models_dir / "index.json").write_text(json.dumps(index))
     scs = {s.name: s for s in scenarios.scenarios(models_dir, data)}
     assert scs["single GET /predict_data"].path == "/predict_data?k=1&j=3&i=1"
     rows = json.loads(scs["batch boston json 10k"].body or b"")

@@ -18,7 +18,7 @@ def tampered_dir(model_dir: Path, tmp_path: Path) -> Path:
     """A copy of the models where one byte of boston's artifact differs."""
     out = tmp_path / "models"
     shutil.copytree(model_dir, out)
-    artifact = out / "boston" / "model.skops"
+    artifact = out / "boston" / "1.0.0" / "model.skops"
     data = bytearray(artifact.read_bytes())
     data[-1] ^= 0x01
     artifact.write_bytes(bytes(data))
@@ -27,10 +27,10 @@ def tampered_dir(model_dir: Path, tmp_path: Path) -> Path:
 
 def test_load_bundle_refuses_a_sha256_mismatch(tampered_dir: Path) -> None:
     with pytest.raises(BundleError, match="sha256 mismatch"):
-        load_bundle(tampered_dir / "boston")
+        load_bundle(tampered_dir / "boston" / "1.0.0")
 
 
-def test_sha256_mismatch_makes_the_server_not_ready(
+def test_a_sha256_mismatch_makes_only_that_model_unready(
     tampered_dir: Path,
     make_app: Callable[..., Flask],
     caplog: pytest.LogCaptureFixture,
@@ -41,14 +41,17 @@ def test_sha256_mismatch_makes_the_server_not_ready(
             app = make_app(model_dir=tampered_dir)
         finally:
             logging.getLogger("model_server").removeHandler(caplog.handler)
-    assert any("refusing model boston" in r.getMessage() for r in caplog.records)
+    assert any("refusing model boston/1.0.0" in r.getMessage() for r in caplog.records)
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
-    assert ready.status_code == 503
-    assert ready.get_json()["failed_models"] == ["boston"]
-    assert client.get("/ping").status_code == 503
-    assert client.get("/v2/health/ready").status_code == 503
+    assert ready.status_code == 200
+    assert ready.get_json()["failed_models"] == ["boston/1.0.0"]
+    assert ready.get_json()["unready_models"] == ["boston"]
+    assert ready.get_json()["models"] == ["diabetes", "diabetes-gbt"]
+    assert client.get("/ping").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.get("/predict_data?pregnant=1&glucose=3&pressure=1").status_code == 200
     response = client.get("/models/boston/predict_data?crim=1")
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "model_unavailable"
@@ -62,11 +65,18 @@ def test_missing_model_dir_is_not_ready(make_app: Callable[..., Flask], tmp_path
     assert client.get("/healthz").status_code == 200
 
 
-def test_missing_default_model_is_not_ready(
+def test_a_missing_default_model_fails_only_the_routes_that_use_it(
     make_app: Callable[..., Flask],
 ) -> None:
     client = make_app(default_model="absent").test_client()
-    assert client.get("/readyz").status_code == 503
+    assert client.get("/readyz").status_code == 200
+    response = client.get("/predict_data?pregnant=1&glucose=3&pressure=1")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "unknown_model"
+    assert (
+        client.get("/models/diabetes/predict_data?pregnant=1&glucose=3&pressure=1").status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,7 +88,7 @@ def test_a_manifest_cannot_trust_types_outside_sklearn_numpy_and_scipy(
 ) -> None:
     import json
 
-    bundle = shutil.copytree(model_dir / "boston", tmp_path / "boston")
+    bundle = shutil.copytree(model_dir / "boston" / "1.0.0", tmp_path / "boston" / "1.0.0")
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["trusted_types"] = trusted
     (bundle / "manifest.json").write_text(json.dumps(manifest))

@@ -20,8 +20,20 @@ def test_openapi_documents_every_route_and_method(app: Flask, client: FlaskClien
     # Model-specific operations (/models/diabetes/predict, /v1/models/diabetes:predict, ...)
     # document their route's template.
     models = "|".join(re.escape(m) for m in app.extensions["modelfleet"].registry.models)
+    versions = "|".join(
+        re.escape(v)
+        for loaded in app.extensions["modelfleet"].registry.versions.values()
+        for v in loaded
+    )
     documented = {
-        (re.sub(rf"/models/(?:{models})(?=[/:])", "/models/{name}", path), method)
+        (
+            re.sub(
+                rf"/versions/(?:{versions})(?=/)",
+                "/versions/{version}",
+                re.sub(rf"/models/(?:{models})(?=[/:])", "/models/{name}", path),
+            ),
+            method,
+        )
         for path, ops in spec["paths"].items()
         for method in ops
     }

@@ -339,8 +339,9 @@ def test_predictions_are_counted_by_class_label(
     case = fitted[0]["shop"]
     rows = spread(case.frame, 20)
     ok(app.test_client().post("/models/shop/predict", json=records(rows)))
+    shop = {"model": "shop", "version": "1.0.0"}
     counted = {
-        label: sample(app, "modelfleet_predictions_total", {"model": "shop", "class": label})
+        label: sample(app, "modelfleet_predictions_total", {**shop, "class": label})
         for label in case.labels
     }
     assert counted == {label: float(case.expected(rows).count(label)) for label in case.labels}

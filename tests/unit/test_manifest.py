@@ -27,7 +27,7 @@ Edit = Callable[[dict[str, Any]], object]
 
 
 def seed_text(model_dir: Path, name: str) -> str:
-    return (model_dir / name / "manifest.json").read_text(encoding="utf-8")
+    return (model_dir / name / "1.0.0" / "manifest.json").read_text(encoding="utf-8")
 
 
 def seed(model_dir: Path, name: str) -> dict[str, Any]:
@@ -290,7 +290,7 @@ def test_an_invalid_own_model_manifest_is_refused_naming_the_key_path(
 @pytest.fixture
 def bundle_copy(model_dir: Path, tmp_path: Path) -> Path:
     """A writable copy of the diabetes bundle."""
-    return Path(shutil.copytree(model_dir / "diabetes", tmp_path / "diabetes"))
+    return Path(shutil.copytree(model_dir / "diabetes" / "1.0.0", tmp_path / "diabetes" / "1.0.0"))
 
 
 def _rewrite(bundle: Path, edit: Edit) -> None:
@@ -301,7 +301,7 @@ def _rewrite(bundle: Path, edit: Edit) -> None:
 
 
 def test_load_bundle_reads_a_typed_manifest(model_dir: Path) -> None:
-    bundle = load_bundle(model_dir / "diabetes")
+    bundle = load_bundle(model_dir / "diabetes" / "1.0.0")
     assert isinstance(bundle.manifest, Manifest)
     assert (bundle.name, bundle.version, bundle.task) == ("diabetes", "1.0.0", "classification")
     assert bundle.schema.names == bundle.manifest.feature_names

@@ -28,6 +28,10 @@ CONTRACT = {
     "modelfleet_workers",
 }
 
+# The seed models' label sets: each is served in version 1.0.0.
+DIABETES = {"model": "diabetes", "version": "1.0.0"}
+BOSTON = {"model": "boston", "version": "1.0.0"}
+
 
 @pytest.fixture
 def fresh(make_app: Callable[..., Flask]) -> Flask:
@@ -57,12 +61,26 @@ def test_n_requests_move_the_counters_by_exactly_n(fresh: Flask) -> None:
     for _ in range(5):
         assert client.get(QUERY).status_code == 200
     assert sample(fresh, "modelfleet_requests_total", labels) == 5
-    assert sample(fresh, "modelfleet_predictions_total", {"model": "diabetes", "class": "no"}) == 5
-    assert sample(fresh, "modelfleet_predictions_total", {"model": "diabetes", "class": "yes"}) == 0
+    assert (
+        sample(
+            fresh,
+            "modelfleet_predictions_total",
+            {**DIABETES, "class": "no"},
+        )
+        == 5
+    )
+    assert (
+        sample(
+            fresh,
+            "modelfleet_predictions_total",
+            {**DIABETES, "class": "yes"},
+        )
+        == 0
+    )
     duration = {"model": "diabetes", "endpoint": "plumber"}
     assert sample(fresh, "modelfleet_request_duration_seconds_count", duration) == 5
-    assert sample(fresh, "modelfleet_prediction_rows_count", {"model": "diabetes"}) == 5
-    assert sample(fresh, "modelfleet_prediction_rows_sum", {"model": "diabetes"}) == 5
+    assert sample(fresh, "modelfleet_prediction_rows_count", DIABETES) == 5
+    assert sample(fresh, "modelfleet_prediction_rows_sum", DIABETES) == 5
     assert sample(fresh, "modelfleet_requests_in_flight") == 0
     assert sample(fresh, "modelfleet_busy_workers") == 0
 
@@ -70,12 +88,33 @@ def test_n_requests_move_the_counters_by_exactly_n(fresh: Flask) -> None:
 def test_batch_rows_and_regression_values_are_counted(fresh: Flask) -> None:
     client = fresh.test_client()
     client.post("/models/diabetes/predict", json=[[1, 3, 1], [8, 190, 80], [1, 3, 1]])
-    assert sample(fresh, "modelfleet_prediction_rows_sum", {"model": "diabetes"}) == 3
-    assert sample(fresh, "modelfleet_predictions_total", {"model": "diabetes", "class": "no"}) == 2
-    assert sample(fresh, "modelfleet_predictions_total", {"model": "diabetes", "class": "yes"}) == 1
+    assert sample(fresh, "modelfleet_prediction_rows_sum", DIABETES) == 3
+    assert (
+        sample(
+            fresh,
+            "modelfleet_predictions_total",
+            {**DIABETES, "class": "no"},
+        )
+        == 2
+    )
+    assert (
+        sample(
+            fresh,
+            "modelfleet_predictions_total",
+            {**DIABETES, "class": "yes"},
+        )
+        == 1
+    )
     client.post("/invocations", data="0,0,0,0,0.5,6,50,4,1,300\n" * 4, content_type="text/csv",
                 headers={"X-Amzn-SageMaker-Target-Model": "boston"})  # fmt: skip
-    assert sample(fresh, "modelfleet_predictions_total", {"model": "boston", "class": "value"}) == 4
+    assert (
+        sample(
+            fresh,
+            "modelfleet_predictions_total",
+            {**BOSTON, "class": "value"},
+        )
+        == 4
+    )
 
 
 def test_errors_are_counted_by_reason_with_bounded_labels(fresh: Flask) -> None:
@@ -109,7 +148,12 @@ def test_scrapes_are_not_counted(fresh: Flask) -> None:
 def test_info_gauges(fresh: Flask) -> None:
     assert sample(fresh, "modelfleet_replica_info", {"replica": "replica-test"}) == 1
     manifest = fresh.test_client().get("/models/diabetes").get_json()
-    info = {"model": "diabetes", "version": "1.0.0", "sha256": manifest["artifact"]["sha256"]}
+    info = {
+        "model": "diabetes",
+        "version": "1.0.0",
+        "sha256": manifest["artifact"]["sha256"],
+        "current": "true",
+    }
     assert sample(fresh, "modelfleet_model_info", info) == 1
     for model in ("boston", "diabetes", "diabetes-gbt"):
         assert sample(fresh, "modelfleet_model_ready", {"model": model}) == 1
@@ -119,7 +163,9 @@ def test_label_values_are_pre_initialised(fresh: Flask) -> None:
     text = fresh.test_client().get("/metrics").data.decode()
     assert 'modelfleet_requests_total{endpoint="infer",model="boston",status="200"} 0.0' in text
     assert 'modelfleet_errors_total{model="diabetes-gbt",reason="out_of_range"} 0.0' in text
-    assert 'modelfleet_predictions_total{class="yes",model="diabetes-gbt"} 0.0' in text
+    assert (
+        'modelfleet_predictions_total{class="yes",model="diabetes-gbt",version="1.0.0"} 0.0' in text
+    )
 
 
 def test_multiprocess_mode_aggregates_workers(
@@ -131,7 +177,7 @@ def test_multiprocess_mode_aggregates_workers(
     for pid in (101, 102):
         monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue(lambda pid=pid: pid))
         m = Metrics(str(tmp_path))
-        m.init_server("replica-a", {"diabetes": ("1.0.0", "abc")}, [])
+        m.init_server("replica-a", [("diabetes", "1.0.0", "abc", True)], {"diabetes": True})
         m.observe_request("diabetes", "plumber", 200, 0.001)
         m.request_started()
         workers.append(m)
@@ -152,7 +198,10 @@ def test_multiprocess_mode_aggregates_workers(
     assert samples[("modelfleet_busy_workers", ())] == 2
     info = [k for k in samples if k[0] == "modelfleet_model_info"]
     assert info == [
-        ("modelfleet_model_info", (("model", "diabetes"), ("sha256", "abc"), ("version", "1.0.0")))
+        (
+            "modelfleet_model_info",
+            (("current", "true"), ("model", "diabetes"), ("sha256", "abc"), ("version", "1.0.0")),
+        )
     ]
     assert samples[("modelfleet_replica_info", (("replica", "replica-a"),))] == 1
 

@@ -34,10 +34,10 @@ def rows(schema_bundle_dir: Path, n: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 10_000])
 def test_logistic_regression_probabilities_equal_predict_proba(model_dir: Path, n: int) -> None:
-    bundle = load_bundle(model_dir / "diabetes")
+    bundle = load_bundle(model_dir / "diabetes" / "1.0.0")
     predictor = Predictor(bundle)
     assert linear_parts(bundle.model) is not None  # the fast path is the one under test
-    x = rows(model_dir / "diabetes", n, seed=n)
+    x = rows(model_dir / "diabetes" / "1.0.0", n, seed=n)
     positive = list(bundle.model.classes_).index("pos")
     expected = bundle.model.predict_proba(x)[:, positive]
     np.testing.assert_array_equal(predictor.positive_proba(x), expected)
@@ -48,10 +48,10 @@ def test_logistic_regression_probabilities_equal_predict_proba(model_dir: Path, 
 
 @pytest.mark.parametrize("n", [1, 3, 1000, 10_000])
 def test_linear_regression_values_equal_predict(model_dir: Path, n: int) -> None:
-    bundle = load_bundle(model_dir / "boston")
+    bundle = load_bundle(model_dir / "boston" / "1.0.0")
     predictor = Predictor(bundle)
     assert linear_parts(bundle.model) is not None
-    x = rows(model_dir / "boston", n, seed=100 + n)
+    x = rows(model_dir / "boston" / "1.0.0", n, seed=100 + n)
     expected = bundle.model.predict(x)
     np.testing.assert_array_equal(predictor.values(x), expected)
     assert predictor.predict(x).predictions == expected.tolist()
@@ -62,7 +62,7 @@ def test_training_rows_give_sklearn_answers(model_dir: Path) -> None:
 
     raw = np.genfromtxt(DATA_DIR / "pima_indians_diabetes.csv", delimiter=",", skip_header=1)
     x = np.ascontiguousarray(raw[:, :3])
-    bundle = load_bundle(model_dir / "diabetes")
+    bundle = load_bundle(model_dir / "diabetes" / "1.0.0")
     expected = bundle.model.predict_proba(x)[:, 1]
     np.testing.assert_array_equal(Predictor(bundle).positive_proba(x), expected)
     # One row at a time, as single-row requests arrive.
@@ -72,9 +72,9 @@ def test_training_rows_give_sklearn_answers(model_dir: Path) -> None:
 
 
 def test_gradient_boosting_keeps_the_sklearn_path(model_dir: Path) -> None:
-    bundle = load_bundle(model_dir / "diabetes-gbt")
+    bundle = load_bundle(model_dir / "diabetes-gbt" / "1.0.0")
     assert linear_parts(bundle.model) is None
-    x = rows(model_dir / "diabetes-gbt", 100, seed=1)
+    x = rows(model_dir / "diabetes-gbt" / "1.0.0", 100, seed=1)
     np.testing.assert_array_equal(
         Predictor(bundle).positive_proba(x), bundle.model.predict_proba(x)[:, 1]
     )

@@ -9,30 +9,53 @@ from typing import Any
 
 import pytest
 from model_server.core.bundle import TRUSTED_TYPES
+from model_server.repository import load_index
 from model_server.train import train_all
 from unit_helpers import DATA_DIR
 
+ROOT = DATA_DIR.parent
+
 MODELS = ("boston", "diabetes", "diabetes-gbt")
+BUNDLE_FILES = ("model.skops", "manifest.json")
 
 
 def manifest(model_dir: Path, name: str) -> dict[str, Any]:
-    return json.loads((model_dir / name / "manifest.json").read_text())
+    return json.loads((model_dir / name / "1.0.0" / "manifest.json").read_text())
 
 
 def test_training_is_byte_for_byte_deterministic(model_dir: Path, tmp_path: Path) -> None:
     train_all(DATA_DIR, tmp_path)
-    for name in MODELS:
-        for file in ("model.skops", "manifest.json"):
-            assert (tmp_path / name / file).read_bytes() == (model_dir / name / file).read_bytes()
+    files = [
+        "index.json",
+        *(f"{n}/1.0.0/{f}" for n in MODELS for f in ("model.skops", "manifest.json")),
+    ]
+    for file in files:
+        assert (tmp_path / file).read_bytes() == (model_dir / file).read_bytes()
 
 
-def test_each_bundle_has_exactly_an_artifact_and_a_manifest(model_dir: Path) -> None:
-    assert sorted(p.name for p in model_dir.iterdir()) == list(MODELS)
+def test_training_writes_a_repository_where_each_model_has_version_1_0_0_current(
+    model_dir: Path,
+) -> None:
+    assert sorted(p.name for p in model_dir.iterdir() if p.is_dir()) == list(MODELS)
+    index = load_index(model_dir)
+    assert {name: m.current for name, m in index.models.items()} == dict.fromkeys(MODELS, "1.0.0")
     for name in MODELS:
-        assert sorted(p.name for p in (model_dir / name).iterdir()) == [
+        assert [p.name for p in (model_dir / name).iterdir()] == ["1.0.0"]
+        assert sorted(p.name for p in (model_dir / name / "1.0.0").iterdir()) == [
             "manifest.json",
             "model.skops",
         ]
+
+
+def test_the_committed_seed_repository_is_what_training_writes(model_dir: Path) -> None:
+    """models/ in the repository is served as it is: it must be exactly the trained models."""
+    committed = ROOT / "models"
+    files = [
+        "index.json",
+        *(f"{n}/1.0.0/{f}" for n in MODELS for f in ("model.skops", "manifest.json")),
+    ]
+    for file in files:
+        assert (committed / file).read_bytes() == (model_dir / file).read_bytes(), file
 
 
 def test_manifest_records_data_and_artifact_checksums(model_dir: Path) -> None:
@@ -95,6 +118,6 @@ def test_artifacts_contain_only_trusted_types(model_dir: Path, name: str) -> Non
                 found |= types(value)
         return found
 
-    with zipfile.ZipFile(model_dir / name / "model.skops") as archive:
+    with zipfile.ZipFile(model_dir / name / "1.0.0" / "model.skops") as archive:
         used = types(json.loads(archive.read("schema.json")))
     assert {t for t in used if not t.startswith("builtins.")} <= set(TRUSTED_TYPES)

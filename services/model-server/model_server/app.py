@@ -58,19 +58,23 @@ def create_app(
     # Flask refuses larger bodies with 413 before a view reads them.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
 
-    # Models load eagerly, before the first request; failures leave the app alive but not
-    # ready, so /healthz answers, /readyz says 503 and the log names the bad bundle.
-    registry = ModelRegistry(settings.model_dir, settings.default_model)
+    # Models load eagerly, before the first request; a version that fails is never served,
+    # /readyz and the log name it, and every other model is served.
+    registry = ModelRegistry(settings.model_dir, settings.default_model, settings.index_file)
     registry.load_all()
 
     metrics = Metrics(settings.prometheus_multiproc_dir, metrics_registry)
+    loaded = [m for versions in registry.versions.values() for m in versions.values()]
     metrics.init_server(
         settings.replica_id,
-        {n: (m.bundle.version, m.bundle.sha256) for n, m in registry.models.items()},
-        registry.failures,
+        [
+            (m.name, m.version, m.bundle.sha256, registry.current[m.name] == m.version)
+            for m in loaded
+        ],
+        {name: name in registry.models for name in registry.names},
     )
-    for name, model in registry.models.items():
-        metrics.init_answers(name, model.predictor.answer_labels)
+    for model in loaded:
+        metrics.init_answers(model.name, model.version, model.predictor.answer_labels)
 
     server_state = ServerState(settings, registry, metrics)
     app.extensions[EXTENSION_KEY] = server_state

@@ -8,14 +8,14 @@ metric                                               type      labels / meaning
 ===================================================  ========  =====================================
 modelfleet_requests_total                            counter   model, endpoint, status (HTTP code)
 modelfleet_request_duration_seconds                  histogram model, endpoint
-modelfleet_prediction_rows                           histogram model: rows per prediction request
-modelfleet_predictions_total                         counter   model, class (answer label or value)
+modelfleet_prediction_rows                           histogram model, version: rows per request
+modelfleet_predictions_total                         counter   model, version, class (answer)
 modelfleet_errors_total                              counter   model, reason (``ERROR_CODES``)
 modelfleet_requests_in_flight                        gauge     livesum over workers
 modelfleet_busy_workers                              gauge     livesum: workers with >= 1 request
 modelfleet_workers                                   gauge     livesum: live worker processes
-modelfleet_model_info                                gauge     model, version, sha256; 1 (livemax)
-modelfleet_model_ready                               gauge     model; 1/0 (livemin over workers)
+modelfleet_model_info                                gauge     model, version, sha256, current
+modelfleet_model_ready                               gauge     model: its current version loaded
 modelfleet_replica_info                              gauge     replica; 1 (livemax)
 modelfleet_container_cpu_seconds_total               counter   CPU time of the replica's container
 modelfleet_container_memory_working_set_bytes        gauge     its memory, less reclaimable cache
@@ -109,14 +109,14 @@ class Metrics:
         self.rows = Histogram(
             "modelfleet_prediction_rows",
             "Rows per successful prediction request.",
-            ["model"],
+            ["model", "version"],
             buckets=ROWS_BUCKETS,
             registry=reg,
         )
         self.predictions = Counter(
             "modelfleet_predictions",
             "Predicted rows by answer (class label; 'value' for regression).",
-            ["model", "class"],
+            ["model", "version", "class"],
             registry=reg,
         )
         self.errors = Counter(
@@ -147,15 +147,16 @@ class Metrics:
         # livemax: every worker sets 1, so one replica exposes one series per model.
         self.model_info = Gauge(
             "modelfleet_model_info",
-            "Loaded model bundles (value 1) with version and artifact sha256.",
-            ["model", "version", "sha256"],
+            'Loaded model versions (value 1) with artifact sha256; current="true" for the version'
+            " unversioned routes serve.",
+            ["model", "version", "sha256", "current"],
             registry=reg,
             multiprocess_mode="livemax",
         )
         # livemin: the replica reports a model ready only if every live worker has it.
         self.model_ready = Gauge(
             "modelfleet_model_ready",
-            "1 if the model is loaded and verified in every live worker, else 0.",
+            "1 if the model's current version is loaded and verified in every live worker.",
             ["model"],
             registry=reg,
             multiprocess_mode="livemin",
@@ -172,7 +173,7 @@ class Metrics:
         # Labelled children per label values, so a request skips ``labels()`` (argument checks
         # and a lock per call). Bounded like the label values themselves (see module doc).
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._prediction_children: dict[str, tuple[Histogram, dict[str, Counter]]] = {}
+        self._prediction_children: dict[tuple[str, str], tuple[Histogram, dict[str, Counter]]] = {}
         self.container = ContainerCollector()
 
     # -- start-up ---------------------------------------------------------------------------
@@ -180,37 +181,35 @@ class Metrics:
     def init_server(
         self,
         replica: str,
-        loaded: Mapping[str, tuple[str, str]],
-        failed: Iterable[str],
+        loaded: Iterable[tuple[str, str, str, bool]],
+        ready: Mapping[str, bool],
     ) -> None:
         """Set the info/readiness gauges and pre-initialise every bounded label combination.
 
         Args:
             replica: The replica id.
-            loaded: Loaded models: name -> (version, sha256).
-            failed: Names of bundles that failed to load.
+            loaded: Every loaded model version: (name, version, sha256, whether current).
+            ready: Every model of the index: whether its current version is loaded.
         """
         self.replica_info.labels(replica).set(1)
         self.workers.set(1)
-        for name, (version, sha256) in loaded.items():
-            self.model_info.labels(name, version, sha256).set(1)
-            self.model_ready.labels(name).set(1)
-        for name in failed:
-            self.model_ready.labels(name).set(0)
+        for name, version, sha256, current in loaded:
+            self.model_info.labels(name, version, sha256, str(current).lower()).set(1)
+            self.rows.labels(name, version)
+        for name, is_ready in ready.items():
+            self.model_ready.labels(name).set(int(is_ready))
         # Pre-initialise so rate() and absent() work from the first scrape.
-        for model in [*loaded, NO_MODEL]:
+        for model in [*(n for n, r in ready.items() if r), NO_MODEL]:
             for endpoint in PREDICT_ENDPOINTS:
                 self.requests.labels(model, endpoint, "200")
                 self.duration.labels(model, endpoint)
             for reason in ERROR_CODES:
                 self.errors.labels(model, reason)
-        for model in loaded:
-            self.rows.labels(model)
 
-    def init_answers(self, model: str, answers: Iterable[str]) -> None:
-        """Pre-initialise ``modelfleet_predictions_total`` for a model's possible answers."""
+    def init_answers(self, model: str, version: str, answers: Iterable[str]) -> None:
+        """Pre-initialise ``modelfleet_predictions_total`` for a model version's answers."""
         for answer in answers:
-            self.predictions.labels(model, answer)
+            self.predictions.labels(model, version, answer)
 
     # -- per request ------------------------------------------------------------------------
 
@@ -243,18 +242,21 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def observe_prediction(self, model: str, rows: int, counts: Mapping[str, int]) -> None:
+    def observe_prediction(
+        self, model: str, version: str, rows: int, counts: Mapping[str, int]
+    ) -> None:
         """Record a successful prediction: its row count and the answers given."""
-        children = self._prediction_children.get(model)
+        key = (model, version)
+        children = self._prediction_children.get(key)
         if children is None:
-            children = self._prediction_children[model] = (self.rows.labels(model), {})
+            children = self._prediction_children[key] = (self.rows.labels(model, version), {})
         children[0].observe(rows)
         by_answer = children[1]
         for answer, n in counts.items():
             if n:
                 child = by_answer.get(answer)
                 if child is None:
-                    child = by_answer[answer] = self.predictions.labels(model, answer)
+                    child = by_answer[answer] = self.predictions.labels(model, version, answer)
                 child.inc(n)
 
     def observe_error(self, model: str, reason: str) -> None:

@@ -156,9 +156,9 @@ def package(
     refuse_unservable_types(extra, opts.trusted_types)
     manifest, expected = build_manifest(model, task, table, name, version, artifact, opts, source)
     with staging(repo) as tmp:
-        # load_bundle checks that the directory is named after the model.
-        staged = tmp / name
-        staged.mkdir()
+        # load_bundle checks that the directory is <name>/<version>, as in the repository.
+        staged = tmp / name / version
+        staged.mkdir(parents=True)
         (staged / ARTIFACT_FILE).write_bytes(artifact)
         text = (json.dumps(manifest.to_dict(), indent=2) + "\n").encode()
         (staged / MANIFEST_FILE).write_bytes(text)

@@ -158,14 +158,44 @@ def load_index(repo: Path) -> Index:
     Raises:
         RepositoryError: if the file is not JSON or not a valid index.
     """
-    try:
-        text = (repo / INDEX_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not (repo / INDEX_FILE).exists():
         return Index()
+    return read_index_file(repo / INDEX_FILE)
+
+
+def pin_index(repo: Path, into: Path) -> Path:
+    """Copy ``<repo>/index.json`` to a new file in ``into`` and return its path.
+
+    A replica serves the index as it was when its gunicorn master loaded its configuration
+    (container start, SIGHUP): workers read the pinned copy, so a worker recycled after an
+    operator changed the index still serves what its siblings serve, and only a rollout (a
+    SIGHUP per replica) changes it. Without an index in the repository the repository's own
+    (missing) path is returned, which the registry reports.
+    """
+    try:
+        data = (repo / INDEX_FILE).read_bytes()
+    except FileNotFoundError:
+        return repo / INDEX_FILE
+    fd, tmp = tempfile.mkstemp(prefix="modelfleet-index-", suffix=".json", dir=into)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return Path(tmp)
+
+
+def read_index_file(path: Path) -> Index:
+    """Parse an index file (``load_index``'s reading, for a pinned copy as well).
+
+    Raises:
+        RepositoryError: if the file is missing, not JSON or not a valid index.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RepositoryError(f"no {path}") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise RepositoryError(f"{repo / INDEX_FILE} is not JSON: {exc}") from None
+        raise RepositoryError(f"{path} is not JSON: {exc}") from None
     return Index.from_dict(data)
 
 
@@ -236,7 +266,13 @@ def publish(
         exists = index.entry(name, version) is not None or target.exists()
         if exists and not force:
             raise RepositoryError(f"{name} {version} exists already (FORCE=1 replaces it)")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        # Replicas run as another user and read the repository through a mount: whatever the
+        # packager's umask, what it creates is readable by all (and writable by none of them).
+        if not target.parent.exists():
+            target.parent.mkdir()
+            target.parent.chmod(0o755)
+        for path in (staged, *staged.iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)
         old = None
         if target.exists():
             old = target.with_name(f"{TEMP_PREFIX}old-{version}-{os.getpid()}")

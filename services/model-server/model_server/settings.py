@@ -24,8 +24,14 @@ class Settings:
     """Typed configuration of the model server (see the module docstring for the env names)."""
 
     model_dir: Path = Path("/opt/modelfleet/models")
-    """Directory holding one bundle directory per model (``<name>/manifest.json`` and
-    ``<name>/model.skops``). All bundles are loaded and verified at start-up."""
+    """The model repository: ``index.json`` and one bundle directory per model version
+    (``<name>/<version>/manifest.json`` and ``model.skops``), mounted read-only. Every version
+    the index lists is loaded and verified at start-up."""
+
+    index_file: Path | None = None
+    """The index this process serves (default: ``<model_dir>/index.json``). gunicorn.conf.py
+    sets it to a copy of the repository's index that the master pins at start and on SIGHUP,
+    so the versions a replica serves change only when it is told to (``make rollout``)."""
 
     default_model: str = "diabetes"
     """Model used by routes that name none: ``/predict_data``, ``/invocations`` without
@@ -131,6 +137,7 @@ _CONVERTERS: dict[Any, Callable[[str], Any]] = {
     int: int,
     bool: _parse_bool,
     Path: Path,
+    Path | None: Path,
     str: str,
     str | None: str,
 }

@@ -4,7 +4,8 @@ Usage::
 
     python -m model_server.train --data data/ --out models/
 
-Writes ``<out>/<name>/model.skops`` and ``<out>/<name>/manifest.json`` for:
+Writes the model repository ``<out>``: ``<out>/<name>/<version>/model.skops`` and
+``manifest.json``, and ``<out>/index.json`` naming each as its model's current version, for:
 
 * ``diabetes``: unpenalised logistic regression on pregnant, glucose, pressure (all 768 rows).
 * ``diabetes-gbt``: gradient-boosted trees on all 8 Pima features, stratified 70/30 split.
@@ -39,7 +40,7 @@ from sklearn.metrics import accuracy_score, mean_squared_error, r2_score, roc_au
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from model_server.core.bundle import ARTIFACT_FILE, MANIFEST_FILE, sha256_bytes
+from model_server.core.bundle import ARTIFACT_FILE, MANIFEST_FILE, sha256_bytes, sha256_file
 from model_server.core.manifest import (
     Artifact,
     DataFile,
@@ -49,6 +50,14 @@ from model_server.core.manifest import (
     Target,
     Task,
     Training,
+)
+from model_server.repository import (
+    Index,
+    VersionEntry,
+    add_version,
+    bundle_dir,
+    locked,
+    write_index,
 )
 from model_server.skops_archive import deterministic_skops
 
@@ -330,7 +339,7 @@ def build_bundle(spec: ModelSpec, table: Table, out_dir: Path) -> Path:
         **details,
     )
     text = json.dumps(manifest.to_dict(), indent=2) + "\n"
-    bundle = out_dir / spec.name
+    bundle = bundle_dir(out_dir, spec.name, MODEL_VERSION)
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / ARTIFACT_FILE).write_bytes(artifact)
     (bundle / MANIFEST_FILE).write_text(text, encoding="utf-8")
@@ -338,7 +347,8 @@ def build_bundle(spec: ModelSpec, table: Table, out_dir: Path) -> Path:
 
 
 def train_all(data_dir: Path, out_dir: Path) -> list[Path]:
-    """Train every model in ``SPECS`` from ``data_dir`` into ``out_dir``."""
+    """Train every model in ``SPECS`` from ``data_dir`` into the repository ``out_dir``, each
+    as version ``MODEL_VERSION``, current, and write the repository's index."""
     tables: dict[str, Table] = {}
     paths = []
     # One BLAS thread: multi-threaded reductions may sum in a different order run to run.
@@ -347,6 +357,15 @@ def train_all(data_dir: Path, out_dir: Path) -> list[Path]:
             if spec.data_file not in tables:
                 tables[spec.data_file] = read_table(data_dir, spec.data_file)
             paths.append(build_bundle(spec, tables[spec.data_file], out_dir))
+    index = Index()
+    for path in paths:
+        entry = VersionEntry(
+            Manifest.from_dict(json.loads((path / MANIFEST_FILE).read_text())).artifact.sha256,
+            sha256_file(path / MANIFEST_FILE),
+        )
+        index = add_version(index, path.parent.name, path.name, entry)
+    with locked(out_dir):
+        write_index(out_dir, index)
     return paths
 
 

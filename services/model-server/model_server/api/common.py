@@ -83,26 +83,29 @@ def readiness_response() -> Response:
     return json_response({"status": "ok" if ready else "not ready"}, 200 if ready else 503)
 
 
-def lookup_model(registry: ModelRegistry, environ: Environ, name: str | None) -> LoadedModel:
-    """Look up a model and label this request's metrics with it.
+def lookup_model(
+    registry: ModelRegistry, environ: Environ, name: str | None, version: str | None = None
+) -> LoadedModel:
+    """Look up a model version (the current one for ``None``) and label this request's
+    metrics with the model.
 
     The metric label is set only for a known model, so a made-up name in a URL can never
     become a label value (it stays ``none``).
     """
-    model = registry.get(name)
+    model = registry.get(name, version)
     environ[MODEL_KEY] = model.name
     return model
 
 
-def get_model(name: str | None) -> LoadedModel:
+def get_model(name: str | None, version: str | None = None) -> LoadedModel:
     """``lookup_model`` for the current Flask request."""
-    return lookup_model(state().registry, request.environ, name)
+    return lookup_model(state().registry, request.environ, name, version)
 
 
 def run_model(metrics: Metrics, model: LoadedModel, x: np.ndarray) -> Prediction:
     """Run the model and record the prediction metrics."""
     result = model.predictor.predict(x)
-    metrics.observe_prediction(model.name, len(x), result.counts)
+    metrics.observe_prediction(model.name, model.version, len(x), result.counts)
     return result
 
 
@@ -180,13 +183,17 @@ def require_mimetype(allowed: frozenset[str], advertised: frozenset[str] | None 
     return check_media_type(media_type(request.environ), allowed, advertised)
 
 
-def model_summary(model: LoadedModel) -> dict[str, Any]:
-    """Short description of a model for listings."""
+def model_summary(model: LoadedModel, versions: list[str] | None = None) -> dict[str, Any]:
+    """Short description of a model for listings: its current version, and the versions
+    loaded beside it when given."""
     b = model.bundle
-    return {
+    out: dict[str, Any] = {
         "name": b.name,
         "version": b.version,
         "task": b.task,
         "features": list(b.schema.names),
         "sha256": b.sha256,
     }
+    if versions is not None:
+        out["versions"] = versions
+    return out

@@ -30,6 +30,7 @@ from model_server.api.openapi_models import (
     model_paths,
     model_schemas,
     query_params,
+    schema_key,
 )
 from model_server.core.errors import ERROR_CODES
 
@@ -102,7 +103,7 @@ def build_spec(st: ServerState) -> dict[str, Any]:
     registry = st.registry
     spec = load_static()
     names = sorted(registry.models) or [registry.default_model]
-    versions = sorted({m.bundle.version for m in registry.models.values()}) or ["0"]
+    versions = sorted({v for loaded in registry.versions.values() for v in loaded}) or ["0"]
     spec["info"]["version"] = __version__
     components = spec["components"]
     # The values the static document leaves to the code: one place for each.
@@ -123,10 +124,18 @@ def build_spec(st: ServerState) -> dict[str, Any]:
     target = paths["/invocations"]["post"]["parameters"][0]
     target["schema"].update(enum=["", *sorted(registry.models)], default=registry.default_model)
     target["description"] += f" ({registry.default_model})"
-    for _, model in sorted(registry.models.items()):
-        paths.update(model_paths(model))
-        paths.update(kserve_model_paths(model))
-        components["schemas"].update(model_schemas(model, st.settings.max_rows))
+    # Unversioned routes serve the current version; each loaded version has its own routes
+    # and, when it is not current, its own schemas (its features may differ).
+    for name, model in sorted(registry.models.items()):
+        paths.update(model_paths(model, name, versioned=False))
+        paths.update(kserve_model_paths(model, name, versioned=False))
+        components["schemas"].update(model_schemas(model, st.settings.max_rows, name))
+    for name, loaded in sorted(registry.versions.items()):
+        for version, model in sorted(loaded.items()):
+            key = schema_key(model, registry.current[name] == version)
+            paths.update(model_paths(model, key, versioned=True))
+            paths.update(kserve_model_paths(model, key, versioned=True))
+            components["schemas"].update(model_schemas(model, st.settings.max_rows, key))
     return spec
 
 

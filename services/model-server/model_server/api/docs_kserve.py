@@ -17,19 +17,15 @@ TAG_V2 = "oip-v2"
 TAG_V1 = "kserve-v1"
 
 
-def kserve_model_paths(model: LoadedModel) -> dict[str, Any]:
-    """The OIP v2 inference and KServe V1 prediction operations of ``model``."""
+def kserve_model_paths(model: LoadedModel, key: str, versioned: bool) -> dict[str, Any]:
+    """The OIP v2 inference and KServe V1 prediction operations of ``model``: for its
+    current version, or (``versioned``) the OIP v2 inference on its version's own path."""
     name, version = model.name, model.bundle.version
     examples = body_examples(model)
-    this_version = {
-        "name": "version",
-        "in": "path",
-        "required": True,
-        "description": f"The loaded version ({version})",
-        "schema": {"type": "string", "enum": [version]},
-    }
     infer = {
-        "summary": f"OIP v2 inference on {name} (typed tensors)",
+        "summary": f"OIP v2 inference on {name} version {version} (typed tensors)"
+        if versioned
+        else f"OIP v2 inference on {name} (typed tensors)",
         "description": "JSON tensors. Also accepted, not expressible here: no "
         "Content-Type (read as JSON), and Triton's binary tensor data extension "
         "(Inference-Header-Content-Length; binary_data_size per input; "
@@ -40,7 +36,7 @@ def kserve_model_paths(model: LoadedModel) -> dict[str, Any]:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": ref(component("InferRequest", name)),
+                    "schema": ref(component("InferRequest", key)),
                     "example": examples["InferRequest"],
                 }
             },
@@ -56,11 +52,10 @@ def kserve_model_paths(model: LoadedModel) -> dict[str, Any]:
             **errors("MessageError", 400, 404, 413, 415, 422),
         },
     }
+    if versioned:
+        return {f"/v2/models/{name}/versions/{version}/infer": {"post": infer}}
     return {
         f"/v2/models/{name}/infer": {"post": infer},
-        f"/v2/models/{name}/versions/{{version}}/infer": {
-            "post": {**infer, "parameters": [this_version]}
-        },
         f"/v1/models/{name}:predict": {
             "post": {
                 "summary": f"KServe V1 prediction on {name}",
@@ -69,7 +64,7 @@ def kserve_model_paths(model: LoadedModel) -> dict[str, Any]:
                     "required": True,
                     "content": {
                         "application/json": {
-                            "schema": ref(component("V1Request", name)),
+                            "schema": ref(component("V1Request", key)),
                             "example": examples["V1Request"],
                         }
                     },

@@ -19,15 +19,19 @@ def healthz() -> Response:
 @bp.get("/readyz")
 @endpoint_label("health")
 def readyz() -> Response:
-    """Readiness: 200 once every bundle is loaded and verified, 503 otherwise."""
+    """Readiness: 200 once at least one model is ready, 503 otherwise; the details say which
+    models are ready (their current version loaded), which are not, and which versions failed."""
     registry = state().registry
-    body = {
+    body: dict[str, object] = {
         "status": "ready" if registry.ready else "not ready",
         "models": sorted(registry.models),
         "default_model": registry.default_model,
     }
+    unready = sorted(set(registry.names) - set(registry.models))
+    if unready:
+        body["unready_models"] = unready
     if registry.failures:
-        # Names only: the reasons (paths, hashes) are in the log, not on the wire.
+        # <name>/<version> only: the reasons (paths, hashes) are in the log, not on the wire.
         body["failed_models"] = sorted(registry.failures)
     return json_response(body, 200 if registry.ready else 503)
 

@@ -51,11 +51,15 @@ bp = Blueprint("json_api", __name__)
 @bp.get("/models")
 @endpoint_label("models")
 def list_models() -> Response:
-    """All loaded models with version, task and features."""
+    """Every ready model: its current version (with task and features) and the versions
+    loaded beside it."""
     registry = state().registry
     body: dict[str, Any] = {
         "default_model": registry.default_model,
-        "models": [model_summary(m) for _, m in sorted(registry.models.items())],
+        "models": [
+            model_summary(m, sorted(registry.versions[name]))
+            for name, m in sorted(registry.models.items())
+        ],
     }
     if registry.failures:
         body["failed_models"] = sorted(registry.failures)
@@ -63,19 +67,22 @@ def list_models() -> Response:
 
 
 @bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
 @endpoint_label("models")
-def get_manifest(name: str) -> Response:
-    """The model's manifest (features and ranges, metrics, checksums, library versions)."""
-    return json_response(get_model(name).bundle.manifest.to_dict())
+def get_manifest(name: str, version: str | None = None) -> Response:
+    """The manifest of a model version, the current one by default (features and ranges,
+    metrics, checksums, library versions)."""
+    return json_response(get_model(name, version).bundle.manifest.to_dict())
 
 
-def predict(st: ServerState, environ: Environ, name: str | None) -> bytes:
-    """The answer (JSON) to a ``POST /models/<name>/predict`` request: records, rows, columns, CSV.
+def predict(st: ServerState, environ: Environ, name: str | None, version: str | None) -> bytes:
+    """The answer (JSON) to a ``POST /models/<name>[/versions/<version>]/predict`` request:
+    records, rows, columns, CSV.
 
     The route's one implementation: the pipeline's fast route table calls it, and so does
     the Flask view below when the table is off.
     """
-    model = lookup_model(st.registry, environ, name)
+    model = lookup_model(st.registry, environ, name, version)
     mimetype = check_media_type(media_type(environ), JSON_MIMETYPES | CSV_MIMETYPES)
     settings = st.settings
     body = read_body(environ, settings.max_body_bytes)
@@ -86,10 +93,11 @@ def predict(st: ServerState, environ: Environ, name: str | None) -> bytes:
 
 
 @bp.post("/models/<name>/predict")
+@bp.post("/models/<name>/versions/<version>/predict")
 @endpoint_label("predict")
-def predict_model(name: str) -> Response:
+def predict_model(name: str, version: str | None = None) -> Response:
     """Predict a record, a batch, columns or CSV rows."""
-    return Response(predict(state(), request.environ, name), mimetype="application/json")
+    return Response(predict(state(), request.environ, name, version), mimetype="application/json")
 
 
 def prediction_body(model: LoadedModel, result: Prediction) -> dict[str, Any]:

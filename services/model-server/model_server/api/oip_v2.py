@@ -71,15 +71,8 @@ def ready() -> Response:
 
 
 def _versioned(name: str, version: str | None) -> LoadedModel:
-    """The model, checked against the version the route names (when it names one)."""
-    model = get_model(name)
-    if version is not None and version != model.bundle.version:
-        raise RequestError(
-            "unknown_model",
-            f"model {model.name!r} has no version {version[:40]!r}; loaded: {model.bundle.version}",
-            field="version",
-        )
-    return model
+    """The model in the version the route names (the current one when it names none)."""
+    return get_model(name, version)
 
 
 @bp.get("/models/<name>")
@@ -87,7 +80,8 @@ def _versioned(name: str, version: str | None) -> LoadedModel:
 @endpoint_label("metadata")
 def model_metadata(name: str, version: str | None = None) -> Response:
     """Model metadata with the input and output tensor specifications."""
-    return json_response(metadata(_versioned(name, version)))
+    model = _versioned(name, version)
+    return json_response(metadata(model, sorted(state().registry.versions[model.name])))
 
 
 @bp.get("/models/<name>/ready")
@@ -214,8 +208,8 @@ def _requested_outputs(wanted: Any, available: set[str]) -> dict[str, bool]:
     return names
 
 
-def metadata(model: LoadedModel) -> dict[str, Any]:
-    """OIP model metadata for ``model``."""
+def metadata(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
+    """OIP model metadata for ``model``, one of the loaded ``versions`` of its model."""
     schema = model.bundle.schema
     outputs = [
         {"name": name, "datatype": datatype, "shape": _shape(model, name, -1)}
@@ -239,7 +233,7 @@ def metadata(model: LoadedModel) -> dict[str, Any]:
         parameters["classes"] = list(model.predictor.class_labels)
     return {
         "name": model.name,
-        "versions": [model.bundle.version],
+        "versions": versions,
         "platform": "sklearn",
         "inputs": inputs,
         "outputs": outputs,

@@ -151,8 +151,15 @@ def response_schema(model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
-    """Exact request schemas of one model: what the server accepts, feature by feature.
+def schema_key(model: LoadedModel, current: bool) -> str:
+    """What a model version's component names end in: the model's name for its current
+    version, ``<name>_v<version>`` for the others (features may differ between versions)."""
+    return model.name if current else f"{model.name}_v{model.version}"
+
+
+def model_schemas(model: LoadedModel, max_rows: int, key: str) -> dict[str, Any]:
+    """Exact request schemas of one model version: what the server accepts, feature by
+    feature, as components named after ``key`` (``schema_key``).
 
     The route that receives a body is per model (``/models/<name>/predict`` ...), because
     what is valid depends on the model: its features, their ranges and allowed values.
@@ -274,13 +281,13 @@ def model_schemas(model: LoadedModel, max_rows: int) -> dict[str, Any]:
         ],
     }
     schemas = {
-        component("V1Request", model.name): v1_body,
-        component("PredictRequest", model.name): json_body,
-        component("PredictCsv", model.name): csv_body,
-        component("InferRequest", model.name): infer,
+        component("V1Request", key): v1_body,
+        component("PredictRequest", key): json_body,
+        component("PredictCsv", key): csv_body,
+        component("InferRequest", key): infer,
     }
     if model.predictor.per_class:
-        schemas[component("PredictResponse", model.name)] = response_schema(model)
+        schemas[component("PredictResponse", key)] = response_schema(model)
     return schemas
 
 
@@ -329,13 +336,13 @@ def query_params(model: LoadedModel) -> list[dict[str, Any]]:
     ]
 
 
-def predict_body(model: LoadedModel) -> dict[str, Any]:
+def predict_body(model: LoadedModel, key: str) -> dict[str, Any]:
     """The request body of a prediction on ``model``: its JSON and CSV schemas."""
     examples = body_examples(model)
     return {
         "required": True,
         "content": {
-            media: {"schema": ref(component(kind, model.name)), "example": examples[kind]}
+            media: {"schema": ref(component(kind, key)), "example": examples[kind]}
             for media, kind in _PREDICT_MEDIA
         },
     }
@@ -358,13 +365,17 @@ def invocations_body(names: list[str], default: LoadedModel | None) -> dict[str,
     return {"required": True, "content": content}
 
 
-def model_paths(model: LoadedModel) -> dict[str, Any]:
-    """ModelFleet's own per-model operations (plumber and JSON prediction) of ``model``."""
+def model_paths(model: LoadedModel, key: str, versioned: bool) -> dict[str, Any]:
+    """ModelFleet's own per-model operations (plumber and JSON prediction) of ``model``: on
+    ``/models/<name>/`` (its current version) or, ``versioned``, on
+    ``/models/<name>/versions/<version>/``."""
     name = model.name
+    base = f"/models/{name}/versions/{model.version}" if versioned else f"/models/{name}"
+    what = f"{name} version {model.version}" if versioned else name
     return {
-        f"/models/{name}/predict_data": {
+        f"{base}/predict_data": {
             "get": {
-                "summary": f"Plumber-compatible prediction on {name}; one query parameter per "
+                "summary": f"Plumber-compatible prediction on {what}; one query parameter per "
                 "feature",
                 "tags": ["plumber"],
                 "responses": {
@@ -374,14 +385,14 @@ def model_paths(model: LoadedModel) -> dict[str, Any]:
                 "parameters": query_params(model),
             }
         },
-        f"/models/{name}/predict": {
+        f"{base}/predict": {
             "post": {
-                "summary": f"Predict {name}: a record, a batch, columns or CSV rows",
+                "summary": f"Predict {what}: a record, a batch, columns or CSV rows",
                 "tags": ["predict"],
-                "requestBody": predict_body(model),
+                "requestBody": predict_body(model, key),
                 "responses": {
                     "200": json_content(
-                        ref(component("PredictResponse", name))
+                        ref(component("PredictResponse", key))
                         if model.predictor.per_class
                         else ref("PredictResponse"),
                         "Predictions",

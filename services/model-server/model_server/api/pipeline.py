@@ -40,7 +40,7 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 #: A fast-route handler: the environ and the model name from the path -> the JSON body.
-Handler = Callable[[Environ, str | None], bytes]
+Handler = Callable[[Environ, str | None, str | None], bytes]
 
 #: Environ keys the pipeline and the routes share.
 REQUEST_ID_KEY: Final = "modelfleet.request_id"
@@ -102,20 +102,23 @@ def fail(metrics: Metrics, environ: Environ) -> tuple[int, bytes]:
     return internal.status, refuse(metrics, environ, internal)
 
 
-def fast_route(method: str, path: str) -> tuple[str, str | None] | None:
-    """``(endpoint, model name)`` of a fast route, else ``None`` (Flask's)."""
+def fast_route(method: str, path: str) -> tuple[str, str | None, str | None] | None:
+    """``(endpoint, model name, version)`` of a fast route, else ``None`` (Flask's).
+
+    The routes are ``/predict_data`` and ``/models/<name>[/versions/<version>]/<action>``.
+    """
     if method == "GET":
         if path == "/predict_data":
-            return "plumber", None
+            return "plumber", None, None
         suffix = "/predict_data"
     elif method == "POST":
         suffix = "/predict"
     else:
         return None
     if path.startswith("/models/") and path.endswith(suffix):
-        name = path[8 : -len(suffix)]
-        if name and "/" not in name:
-            return ("plumber" if method == "GET" else "predict"), name
+        name, _, version = path[8 : -len(suffix)].partition("/versions/")
+        if name and "/" not in name and "/" not in version and (version or "/" not in _):
+            return ("plumber" if method == "GET" else "predict"), name, version or None
     return None
 
 
@@ -154,7 +157,7 @@ class Pipeline:
                 status, result = self._flask(environ, start_response, own_headers)
             else:
                 environ[ENDPOINT_KEY] = route[0]
-                status, body = self._fast(environ, handler, route[1])
+                status, body = self._fast(environ, handler, route[1], route[2])
                 start_response(
                     STATUS_LINES[status],
                     [JSON_HEADER, ("Content-Length", str(len(body))), *own_headers],
@@ -170,9 +173,11 @@ class Pipeline:
             )
         return result
 
-    def _fast(self, environ: Environ, handler: Handler, name: str | None) -> tuple[int, bytes]:
+    def _fast(
+        self, environ: Environ, handler: Handler, name: str | None, version: str | None
+    ) -> tuple[int, bytes]:
         try:
-            return 200, handler(environ, name)
+            return 200, handler(environ, name, version)
         except RequestError as exc:
             return exc.status, refuse(self.metrics, environ, exc)
         except Exception:

@@ -30,9 +30,10 @@ from model_server.core.predict import Prediction
 bp = Blueprint("plumber", __name__)
 
 
-def answer(st: ServerState, environ: Environ, name: str | None) -> bytes:
-    """The plumber answer (JSON) to the query of ``environ`` on model ``name`` (default: None)."""
-    model = lookup_model(st.registry, environ, name)
+def answer(st: ServerState, environ: Environ, name: str | None, version: str | None) -> bytes:
+    """The plumber answer (JSON) to the query of ``environ`` on model ``name`` (``None``: the
+    default model) in ``version`` (``None``: its current version)."""
+    model = lookup_model(st.registry, environ, name, version)
     x = parse_query(query_pairs(environ.get("QUERY_STRING", "")), model.bundle.schema)
     result = run_model(st.metrics, model, x)
     return orjson.dumps(answer_body(result), option=orjson.OPT_SERIALIZE_NUMPY)
@@ -42,14 +43,15 @@ def answer(st: ServerState, environ: Environ, name: str | None) -> bytes:
 @endpoint_label("plumber")
 def predict_default() -> Response:
     """Plumber route on the default model (``diabetes``)."""
-    return Response(answer(state(), request.environ, None), mimetype="application/json")
+    return Response(answer(state(), request.environ, None, None), mimetype="application/json")
 
 
 @bp.get("/models/<name>/predict_data")
+@bp.get("/models/<name>/versions/<version>/predict_data")
 @endpoint_label("plumber")
-def predict_named(name: str) -> Response:
-    """Plumber route on any model."""
-    return Response(answer(state(), request.environ, name), mimetype="application/json")
+def predict_named(name: str, version: str | None = None) -> Response:
+    """Plumber route on any model and version."""
+    return Response(answer(state(), request.environ, name, version), mimetype="application/json")
 
 
 def answer_body(result: Prediction) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Amazon SageMaker's container contract: ``GET /ping`` and ``POST /invocations``.
 
-* ``X-Amzn-SageMaker-Target-Model`` names the model (the default model when absent).
+* ``X-Amzn-SageMaker-Target-Model`` names the model (the default model when absent), or a
+  version of it as ``<name>/<version>``, the model's path in the repository.
 * ``text/csv`` bodies are rows in feature order without a header (a header line is accepted
   too); ``application/json`` bodies take any shape ``core.parsing.parse_json_body`` takes,
   MLflow's among them, which makes this route MLflow's ``/invocations`` as well.
@@ -42,7 +43,8 @@ def ping() -> Response:
 @endpoint_label("invocations")
 def invocations() -> Response:
     """Predict CSV rows or an MLflow/plain JSON body."""
-    model = get_model(request.headers.get(TARGET_MODEL_HEADER) or None)
+    name, _, version = (request.headers.get(TARGET_MODEL_HEADER) or "").partition("/")
+    model = get_model(name or None, version or None)
     mimetype = require_mimetype(JSON_MIMETYPES | CSV_MIMETYPES)
     x = parse_table(mimetype, request_body(), model.bundle.schema, state().settings.max_rows)
     result = predict(model, x)

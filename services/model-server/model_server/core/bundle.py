@@ -1,7 +1,9 @@
-"""A model bundle: ``<dir>/<name>/{model.skops, manifest.json}``, verified before loading.
+"""A model bundle, ``<repo>/<name>/<version>/{model.skops,manifest.json}``, verified, then loaded.
 
 The manifest (``core.manifest.Manifest``) is parsed and validated first; it records the
-artifact's sha256. ``load_bundle`` hashes the artifact bytes and
+artifact's sha256. The repository's index (``model_server.repository``), which the operator
+deploys, records the sha256 of both files as well, so replacing artifact and manifest together
+is caught too. ``load_bundle`` hashes the bytes and
 refuses (``BundleError``) on any mismatch *before* deserialising them, then loads the same
 bytes it hashed (no second read, so the file cannot change in between) with skops and an
 explicit allow-list of types. Pickle and joblib are never used: loading a pickle runs
@@ -20,6 +22,7 @@ import skops.io as sio
 
 from model_server.core.manifest import Manifest, ManifestError
 from model_server.core.schema import Schema
+from model_server.repository import VersionEntry
 
 ARTIFACT_FILE: Final = "model.skops"
 MANIFEST_FILE: Final = "manifest.json"
@@ -85,12 +88,12 @@ class Bundle:
 
     @property
     def name(self) -> str:
-        """Model name (the manifest's, which is also the bundle directory's name)."""
+        """Model name (the manifest's, which is also the name of the bundle's parent directory)."""
         return self.manifest.name
 
     @property
     def version(self) -> str:
-        """Model version from the manifest."""
+        """Model version (the manifest's, which is also the bundle directory's name)."""
         return self.manifest.version
 
     @property
@@ -109,27 +112,48 @@ def sha256_file(path: Path) -> str:
     return sha256_bytes(path.read_bytes())
 
 
-def load_bundle(path: Path) -> Bundle:
-    """Read, verify and load one bundle directory.
+def load_bundle(path: Path, indexed: VersionEntry | None = None) -> Bundle:
+    """Read, verify and load one bundle directory, ``<name>/<version>``.
+
+    Args:
+        path: The bundle directory.
+        indexed: The repository index's entry for it: the sha256 of both files, checked
+            against the bytes read. ``None`` only where there is no index yet (the packager
+            verifying a staged bundle).
 
     Raises:
         BundleError: if a file is missing, the manifest is invalid (the message names the key
-            and the reason), the artifact's sha256 differs from the manifest's, the artifact
+            and the reason), a sha256 differs from the index's or the manifest's, the artifact
             contains an untrusted type or does not match the manifest's features or classes.
     """
     manifest_path = path / MANIFEST_FILE
     artifact_path = path / ARTIFACT_FILE
     try:
-        manifest = Manifest.from_dict(json.loads(manifest_path.read_text(encoding="utf-8")))
+        manifest_bytes = manifest_path.read_bytes()
     except FileNotFoundError:
         raise BundleError(f"{path}: no {MANIFEST_FILE}") from None
+    if indexed is not None and sha256_bytes(manifest_bytes) != indexed.manifest_sha256:
+        raise BundleError(
+            f"{path}: {MANIFEST_FILE} differs from the one the repository index names "
+            f"(sha256 {indexed.manifest_sha256}); refusing to load it"
+        )
+    try:
+        manifest = Manifest.from_dict(json.loads(manifest_bytes.decode("utf-8")))
     except ManifestError as exc:
         raise BundleError(f"{path}: invalid {MANIFEST_FILE}: {exc}") from None
     except ValueError as exc:  # not JSON, or not UTF-8
         raise BundleError(f"{path}: {MANIFEST_FILE} is not JSON: {exc}") from None
     name, expected = manifest.name, manifest.artifact.sha256
-    if name != path.name:
-        raise BundleError(f"{path}: manifest name {name!r} differs from the directory name")
+    if (name, manifest.version) != (path.parent.name, path.name):
+        raise BundleError(
+            f"{path}: manifest name and version {name!r} {manifest.version!r} differ from the "
+            "directory's <name>/<version>"
+        )
+    if indexed is not None and indexed.sha256 != expected:
+        raise BundleError(
+            f"{name}: the index names the artifact sha256 {indexed.sha256}, the manifest "
+            f"{expected}; refusing to load it"
+        )
     if manifest.artifact.file != ARTIFACT_FILE:
         raise BundleError(
             f"{path}: the artifact must be {ARTIFACT_FILE}, the manifest names "
