@@ -157,6 +157,14 @@ model-remove: venv ## Remove a model version that is not current: make model-rem
 	@$(MODEL_CLI) model_server.repository_cli --repository "$(MODELFLEET_MODEL_REPOSITORY)" \
 	  remove "$$NAME" "$$VERSION"
 
+.PHONY: rollout
+rollout: venv ## Make a version current and switch the replicas one at a time: NAME= VERSION= (README)
+	$(if $(and $(NAME),$(VERSION)),,$(error usage: make rollout NAME=<name> VERSION=<version> \
+	  [ROLLOUT_TIMEOUT=<seconds per replica, 60>]))
+	@# The running stack's replicas (COMPOSE_PROJECT_NAME), SIGHUP and `docker exec` probes;
+	@# on a failure the previous version is made current again (scripts/rollout.py).
+	@$(MODEL_CLI) scripts.rollout --repository "$(MODELFLEET_MODEL_REPOSITORY)" "$$NAME" "$$VERSION"
+
 # ---- checks -------------------------------------------------------------------------------------
 
 .PHONY: lint
@@ -165,7 +173,8 @@ lint: venv ## Static gates: ruff, mypy (strict on the prediction core), bandit, 
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict services/model-server/model_server/core \
-	  services/model-server/model_server/repository.py services/model-server/model_server/package*.py
+	  services/model-server/model_server/repository.py services/model-server/model_server/package*.py \
+	  scripts/rollout.py
 	@# Medium severity and up fail; a `# nosec` carries its reason on the line above.
 	$(VENV)/bin/bandit -q -r --severity-level medium services scripts bench monitoring
 	$(VENV)/bin/hadolint --no-color --config .hadolint.yaml $(wildcard */Dockerfile */*/Dockerfile)
