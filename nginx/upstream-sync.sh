@@ -22,8 +22,28 @@ SERVICE="${UPSTREAM_SERVICE:-model}"
 PORT="${UPSTREAM_PORT:-8080}"
 INTERVAL="${UPSTREAM_SYNC_INTERVAL:-2}"
 PROBE_PATH="${UPSTREAM_PROBE_PATH:-/readyz}"
+# Rounds in a row a replica in the upstream may fail its probe by timing out (busy, see render)
+# before it is taken out: 5 rounds, 10 s at the default interval.
+BUSY_ROUNDS="${UPSTREAM_PROBE_BUSY_ROUNDS:-5}"
 # Passive health: one failure takes a server out for FAIL_TIMEOUT (nginx retries elsewhere).
+# nginx counts as failures what proxy_next_upstream lists (proxy-upstream.conf: only a connection
+# error or a missed deadline), never a replica's answer and never nginx's own shed answer.
 SERVER_OPTS="${UPSTREAM_SERVER_OPTS:-max_fails=1 fail_timeout=5s}"
+# Admission (nginx's max_conns): at most this many requests in flight on one replica. A request
+# goes only to a replica with room; when every replica is full, nginx sheds it at once (503
+# "overloaded" with Retry-After, json-errors.conf) instead of queueing it behind gunicorn's busy
+# threads. Empty: the replica's workers x threads (MODELFLEET_WORKERS x MODELFLEET_THREADS, the
+# same variables the model service gets, default 2 x 4); 0: no limit (everything queues).
+MAX_CONNS="${UPSTREAM_MAX_CONNS:-}"
+WORKERS="${MODELFLEET_WORKERS:-2}"
+THREADS="${MODELFLEET_THREADS:-4}"
+# Per-client caps at the front tier, keyed on the client address (429 with Retry-After): at
+# most CLIENT_MAX_CONNS requests in flight and CLIENT_RATE requests a second (with a burst of
+# one second's worth) per address; 0 or empty switches a cap off. Behind Docker's published
+# port every host client may arrive from the same address (the bridge gateway), so the
+# defaults (compose.yaml) are far above what the project's own load tests send.
+CLIENT_MAX_CONNS="${CLIENT_MAX_CONNS:-0}"
+CLIENT_RATE="${CLIENT_RATE:-0}"
 # Deadlines in whole seconds (see balancer.conf): a replica that has not answered a request
 # within its deadline is given up and the request retried on another replica, for at most
 # 3x (2x for large bodies) the deadline in all. The front tier waits up to 60 s for the
@@ -40,18 +60,32 @@ resolved_count=0
 lookup_failures=0
 reload_failures=0
 last_change=0
+# Set by render_max_conns.
+MAX_CONNS_OPT=""
+# Rounds in a row each address's probe timed out (render).
+declare -A busy_rounds=()
 
 log() { printf '{"time":"%s","component":"upstream-sync","message":"%s"}\n' "$(date -u +%FT%TZ)" "$*"; }
 
 resolve() { getent ahostsv4 "$SERVICE" 2>/dev/null | awk '{print $1}' | sort -u; }
 
-# A replica is healthy when its readiness endpoint answers 200 within a second.
+# A replica is healthy when its readiness endpoint answers 200 within a second. Returns 0 then,
+# 2 when it did not answer in time (busy: its threads are all running predictions), and 1 for
+# anything else (another status, a refused or failed connection).
 probe() {
-  timeout 1 bash -c '
+  local answer rc
+  answer=$(timeout 1 bash -c '
     exec 3<>"/dev/tcp/$1/$2" || exit 1
     printf "GET %s HTTP/1.0\r\nHost: upstream-sync\r\n\r\n" "$3" >&3
-    head -c 12 <&3' _ "$1" "$PORT" "$PROBE_PATH" 2>/dev/null | grep -q ' 200'
+    head -c 12 <&3' _ "$1" "$PORT" "$PROBE_PATH" 2>/dev/null)
+  rc=$?
+  [[ $answer == *" 200"* ]] && return 0
+  [ "$rc" -eq 124 ] && return 2
+  return 1
 }
+
+# Whether an address is in the current upstream.
+in_upstream() { current_addresses | grep -qx "$1"; }
 
 # The addresses in the current upstream (none for the placeholder `down` server).
 current_addresses() {
@@ -70,7 +104,19 @@ render() {
     ips="$(current_addresses)"
   fi
   for ip in $ips; do
-    probe "$ip" && healthy+=("$ip")
+    probe "$ip"
+    case $? in
+      0) healthy+=("$ip"); busy_rounds[$ip]=0 ;;
+      # Busy is not unready: a replica already in the upstream whose probe only timed out
+      # (queued behind predictions under overload) stays for BUSY_ROUNDS rounds, so overload
+      # does not rewrite the upstream exactly when capacity is needed. Not ready (503) or
+      # gone (refused) leaves at once; passive health covers a replica that died meanwhile.
+      2) if in_upstream "$ip" && [ "${busy_rounds[$ip]:-0}" -lt "$BUSY_ROUNDS" ]; then
+           busy_rounds[$ip]=$(( ${busy_rounds[$ip]:-0} + 1 ))
+           healthy+=("$ip")
+         fi ;;
+      *) busy_rounds[$ip]=0 ;;
+    esac
   done
   # No healthy replica but some resolved: keep trying them rather than failing every request.
   if [ ${#healthy[@]} -eq 0 ] && [ "$resolved_count" -gt 0 ]; then
@@ -82,7 +128,7 @@ render() {
     return
   fi
   for ip in "${healthy[@]}"; do
-    echo "server $ip:$PORT $SERVER_OPTS;"
+    echo "server $ip:$PORT ${MAX_CONNS_OPT}$SERVER_OPTS;"
   done >"$out"
 }
 
@@ -103,7 +149,7 @@ apply() {
     log "reloading the balancer tier failed; kept the previous upstream"
   else
     last_change=$(date +%s)
-    log "upstream now: $(tr '\n' ' ' <"$CONF" | sed 's/ max_fails=[^;]*;/;/g')"
+    log "upstream now: $(tr '\n' ' ' <"$CONF" | sed "s/:$PORT [^;]*;/:$PORT;/g")"
   fi
 }
 
@@ -127,6 +173,50 @@ render_deadlines() {
     "$DEADLINE" "$((3 * DEADLINE))" >"$CONF_DIR/deadline.conf"
   printf 'proxy_read_timeout %ss;\nproxy_next_upstream_timeout %ss;\n' \
     "$DEADLINE_LARGE" "$((2 * DEADLINE_LARGE))" >"$CONF_DIR/deadline-large.conf"
+}
+
+# A whole number from 0 to 999999, or else a message naming the variable.
+count_setting() {
+  local name="$1" value="$2"
+  if ! [[ "$value" =~ ^(0|[1-9][0-9]{0,5})$ ]]; then
+    log "$name=$value must be a whole number from 0 to 999999 (0: no limit)"
+    return 1
+  fi
+}
+
+# Sets MAX_CONNS_OPT, the max_conns option of every rendered server line, from
+# UPSTREAM_MAX_CONNS, or from the replicas' workers x threads when that is empty.
+render_max_conns() {
+  local n="$MAX_CONNS"
+  if [ -z "$n" ]; then
+    count_setting MODELFLEET_WORKERS "$WORKERS" && count_setting MODELFLEET_THREADS "$THREADS" \
+      || return 1
+    n=$((WORKERS * THREADS))
+  fi
+  count_setting UPSTREAM_MAX_CONNS "$n" || return 1
+  MAX_CONNS_OPT=""
+  if [ "$n" -gt 0 ]; then
+    MAX_CONNS_OPT="max_conns=$n "
+  fi
+}
+
+# The front tier's per-client caps (nginx.conf includes both files): the zones at http level,
+# the limits in the public server. A cap of 0 renders nothing.
+render_client_limits() {
+  count_setting CLIENT_MAX_CONNS "$CLIENT_MAX_CONNS" || return 1
+  count_setting CLIENT_RATE "$CLIENT_RATE" || return 1
+  : >"$CONF_DIR/client-limits-http.conf"
+  : >"$CONF_DIR/client-limits.conf"
+  if [ "$CLIENT_MAX_CONNS" -gt 0 ]; then
+    echo 'limit_conn_zone $binary_remote_addr zone=client_conns:4m;' \
+      >>"$CONF_DIR/client-limits-http.conf"
+    echo "limit_conn client_conns $CLIENT_MAX_CONNS;" >>"$CONF_DIR/client-limits.conf"
+  fi
+  if [ "$CLIENT_RATE" -gt 0 ]; then
+    echo "limit_req_zone \$binary_remote_addr zone=client_rate:4m rate=${CLIENT_RATE}r/s;" \
+      >>"$CONF_DIR/client-limits-http.conf"
+    echo "limit_req zone=client_rate burst=$CLIENT_RATE nodelay;" >>"$CONF_DIR/client-limits.conf"
+  fi
 }
 
 write_metrics() {
@@ -157,6 +247,8 @@ EOF
 
 main() {
   render_deadlines || exit 2
+  render_max_conns || exit 2
+  render_client_limits || exit 2
   render "$CONF"
   last_change=$(date +%s)
   write_metrics

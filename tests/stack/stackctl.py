@@ -228,3 +228,81 @@ class Load:
         self._stop.set()
         for t in self._workers:
             t.join(timeout=30)
+
+
+@dataclass
+class OverloadResult:
+    """What a bounded overload run saw: statuses, latencies of the accepted requests, and the
+    answers that were neither a 200 nor a well-formed shed answer."""
+
+    statuses: Counter = field(default_factory=Counter)
+    accepted_seconds: list[float] = field(default_factory=list)
+    shed_seconds: list[float] = field(default_factory=list)
+    malformed: Counter = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+    def percentile(self, q: float, shed: bool = False) -> float:
+        """The q-quantile (0..1) of the accepted (or shed) requests' latencies, in seconds."""
+        values = sorted(self.shed_seconds if shed else self.accepted_seconds)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def shed_answer_problem(r: requests.Response) -> str | None:
+    """Why a 503 is not the load balancer's shed answer (JSON code ``overloaded`` with
+    ``Retry-After: 1``), or None when it is."""
+    if r.headers.get("Retry-After") != "1":
+        return "503 without Retry-After: 1"
+    try:
+        code = r.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "503 not JSON in the error shape"
+    return None if code == "overloaded" else f"503 {code}"
+
+
+def overload(
+    url: str, body: bytes, clients: int, seconds: float, max_requests: int = 20_000
+) -> OverloadResult:
+    """POST ``body`` (JSON) to ``url`` from ``clients`` threads, each with its own keep-alive
+    session and no think time, for ``seconds`` (and at most ``max_requests`` in all)."""
+    result = OverloadResult()
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+    headers = {"Content-Type": "application/json"}
+
+    def client() -> None:
+        with requests.Session() as s:
+            while time.monotonic() < deadline:
+                with lock:
+                    if result.total >= max_requests:
+                        return
+                started = time.monotonic()
+                try:
+                    r = s.post(url, data=body, headers=headers, timeout=30)
+                    status, problem = r.status_code, None
+                    if status == 503:
+                        problem = shed_answer_problem(r)
+                    elif status != 200:
+                        problem = f"HTTP {status} {r.headers.get('Content-Type')}"
+                except requests.RequestException as exc:
+                    status, problem = 0, type(exc).__name__
+                elapsed = time.monotonic() - started
+                with lock:
+                    result.statuses[status] += 1
+                    if status == 200:
+                        result.accepted_seconds.append(elapsed)
+                    elif status == 503:
+                        result.shed_seconds.append(elapsed)
+                    if problem:
+                        result.malformed[problem] += 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 60)
+    return result

@@ -7,19 +7,27 @@ real run of the script's own ``render``/``apply``/``write_metrics``.
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 SCRIPT = Path(__file__).resolve().parents[2] / "nginx" / "upstream-sync.sh"
 
-#: Stubs: DNS answers the lines of dns.txt; an address is ready when listed in ready.txt;
+#: Stubs: DNS answers the lines of dns.txt; an address is ready when listed in ready.txt, its
+#: probe times out (busy) when listed in busy.txt;
 #: `nginx -t` fails when nginx-t-fails exists, `nginx -s reload` when reload-fails exists.
 STUBS = r"""
 source "$SCRIPT"
 resolve() { cat "$DIR/dns.txt" 2>/dev/null; }
-probe() { grep -qx "$1" "$DIR/ready.txt" 2>/dev/null; }
+probe() {
+  grep -qx "$1" "$DIR/ready.txt" 2>/dev/null && return 0
+  grep -qx "$1" "$DIR/busy.txt" 2>/dev/null && return 2
+  return 1
+}
 BALANCER=(fake_nginx)
 fake_nginx() {
   case "$*" in
@@ -46,11 +54,14 @@ class Sync:
     def ready(self, *ips: str) -> None:
         (self.dir / "ready.txt").write_text("".join(f"{ip}\n" for ip in ips))
 
+    def busy(self, *ips: str) -> None:
+        (self.dir / "busy.txt").write_text("".join(f"{ip}\n" for ip in ips))
+
     def round(self) -> None:
         """Queue one round (render, apply, write_metrics); ``run`` executes them all."""
         self.rounds.append('render "$CONF.new"; apply "$CONF.new"; write_metrics')
 
-    def run(self, first: str = 'render "$CONF"; write_metrics') -> None:
+    def run(self, first: str = 'render "$CONF"; write_metrics', **env: str) -> None:
         script = STUBS + first + "\n" + "\n".join(self.rounds) + "\n"
         env = {
             "SCRIPT": str(SCRIPT),
@@ -58,11 +69,15 @@ class Sync:
             "UPSTREAM_CONF": str(self.conf),
             "UPSTREAM_METRICS_FILE": str(self.metrics),
             "PATH": "/usr/bin:/bin",
+            **env,
         }
         subprocess.run(["bash", "-c", script], env=env, check=True, timeout=30)
 
     def servers(self) -> list[str]:
         return [line.split()[1] for line in self.conf.read_text().splitlines()]
+
+    def lines(self) -> list[str]:
+        return self.conf.read_text().splitlines()
 
     def metric(self, name: str) -> float:
         for line in self.metrics.read_text().splitlines():
@@ -213,3 +228,261 @@ def test_a_deadline_out_of_range_is_refused_naming_the_variable(
     assert done.returncode == 1
     assert name in done.stdout
     assert not (tmp_path / "deadline.conf").exists()
+
+
+# ---- admission: max_conns per replica --------------------------------------------------------
+
+RENDER_ADMITTED = 'render_max_conns; render "$CONF"; write_metrics'
+
+
+def test_each_replica_admits_workers_times_threads_by_default(sync: Sync) -> None:
+    """compose.yaml passes the replicas' MODELFLEET_WORKERS and MODELFLEET_THREADS (2 x 4)."""
+    sync.run(first=RENDER_ADMITTED)
+    assert sync.lines() == [
+        "server 10.0.0.2:8080 max_conns=8 max_fails=1 fail_timeout=5s;",
+        "server 10.0.0.3:8080 max_conns=8 max_fails=1 fail_timeout=5s;",
+    ]
+
+
+def test_max_conns_follows_the_replicas_workers_and_threads(sync: Sync) -> None:
+    sync.run(first=RENDER_ADMITTED, MODELFLEET_WORKERS="3", MODELFLEET_THREADS="5")
+    assert all(" max_conns=15 " in line for line in sync.lines())
+
+
+def test_upstream_max_conns_overrides_and_zero_switches_admission_off(sync: Sync) -> None:
+    sync.run(first=RENDER_ADMITTED, UPSTREAM_MAX_CONNS="3", MODELFLEET_WORKERS="4")
+    assert all(" max_conns=3 " in line for line in sync.lines())
+    sync.run(first=RENDER_ADMITTED, UPSTREAM_MAX_CONNS="0")
+    assert sync.lines() == [
+        "server 10.0.0.2:8080 max_fails=1 fail_timeout=5s;",
+        "server 10.0.0.3:8080 max_fails=1 fail_timeout=5s;",
+    ]
+
+
+def test_max_conns_survives_a_change_of_the_replica_set(sync: Sync) -> None:
+    sync.run(first=RENDER_ADMITTED)
+    sync.dns("10.0.0.2", "10.0.0.3", "10.0.0.4")
+    sync.ready("10.0.0.2", "10.0.0.3", "10.0.0.4")
+    sync.round()
+    sync.run(first=RENDER_ADMITTED)
+    assert sync.servers() == ["10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080"]
+    assert all(" max_conns=8 " in line for line in sync.lines())
+
+
+def _render(tmp_path: Path, function: str, **env: str) -> subprocess.CompletedProcess[str]:
+    script = f'source "{SCRIPT}"; log() {{ echo "$*"; }}; {function}; echo "opt=[$MAX_CONNS_OPT]"'
+    return subprocess.run(
+        ["bash", "-c", script],
+        env={"UPSTREAM_CONF": str(tmp_path / "upstream.conf"), "PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("UPSTREAM_MAX_CONNS", "-1"),
+        ("UPSTREAM_MAX_CONNS", "8x"),
+        ("UPSTREAM_MAX_CONNS", "08"),
+        ("MODELFLEET_WORKERS", "two"),
+        ("MODELFLEET_THREADS", "1.5"),
+    ],
+)
+def test_an_invalid_max_conns_is_refused_naming_the_variable(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    done = _render(tmp_path, "render_max_conns || exit 1", **{name: value})
+    assert done.returncode == 1
+    assert name in done.stdout
+
+
+# ---- per-client caps -------------------------------------------------------------------------
+
+
+def _limits(tmp_path: Path) -> tuple[str, str]:
+    return (
+        (tmp_path / "client-limits-http.conf").read_text(),
+        (tmp_path / "client-limits.conf").read_text(),
+    )
+
+
+def test_client_caps_render_zones_and_limits(tmp_path: Path) -> None:
+    done = _render(tmp_path, "render_client_limits", CLIENT_MAX_CONNS="100", CLIENT_RATE="500")
+    assert done.returncode == 0, done.stdout
+    http, server = _limits(tmp_path)
+    assert http.splitlines() == [
+        "limit_conn_zone $binary_remote_addr zone=client_conns:4m;",
+        "limit_req_zone $binary_remote_addr zone=client_rate:4m rate=500r/s;",
+    ]
+    assert server.splitlines() == [
+        "limit_conn client_conns 100;",
+        "limit_req zone=client_rate burst=500 nodelay;",
+    ]
+
+
+@pytest.mark.parametrize("off", ["0", ""])
+def test_a_client_cap_of_zero_or_empty_is_off(tmp_path: Path, off: str) -> None:
+    done = _render(tmp_path, "render_client_limits", CLIENT_MAX_CONNS=off, CLIENT_RATE="50")
+    assert done.returncode == 0, done.stdout
+    http, server = _limits(tmp_path)
+    assert "limit_conn" not in http + server
+    assert "limit_req zone=client_rate burst=50 nodelay;" in server
+    _render(tmp_path, "render_client_limits", CLIENT_MAX_CONNS="5", CLIENT_RATE=off)
+    http, server = _limits(tmp_path)
+    assert "limit_req" not in http + server
+    assert server.splitlines() == ["limit_conn client_conns 5;"]
+
+
+@pytest.mark.parametrize("name", ["CLIENT_MAX_CONNS", "CLIENT_RATE"])
+def test_an_invalid_client_cap_is_refused_naming_the_variable(tmp_path: Path, name: str) -> None:
+    done = _render(tmp_path, "render_client_limits || exit 1", **{name: "10r/s"})
+    assert done.returncode == 1
+    assert name in done.stdout
+
+
+def test_compose_sizes_admission_from_the_replicas_own_workers_and_threads() -> None:
+    """One place for the defaults: the model and lb services read the same anchor."""
+    compose = yaml.safe_load((SCRIPT.parents[1] / "compose.yaml").read_text())
+    model = compose["services"]["model"]["environment"]
+    lb = compose["services"]["lb"]["environment"]
+    for name in ("MODELFLEET_WORKERS", "MODELFLEET_THREADS"):
+        assert lb[name] == model[name] == compose["x-replica-shape"][name]
+    assert lb["UPSTREAM_MAX_CONNS"] == "${UPSTREAM_MAX_CONNS:-}"
+    assert lb["CLIENT_MAX_CONNS"] == "${CLIENT_MAX_CONNS:-1000}"
+    assert lb["CLIENT_RATE"] == "${CLIENT_RATE:-20000}"
+
+
+def test_only_connection_errors_and_missed_deadlines_are_retried_and_counted() -> None:
+    """nginx counts what proxy_next_upstream lists towards max_fails: a replica's 503 must not
+    take it out of the balancer."""
+    conf = (SCRIPT.parent / "proxy-upstream.conf").read_text()
+    directive = [line for line in conf.splitlines() if line.startswith("proxy_next_upstream ")]
+    assert directive == ["proxy_next_upstream error timeout non_idempotent;"]
+
+
+def test_the_shed_answer_is_json_503_with_retry_after_and_only_for_no_live_upstreams() -> None:
+    errors = (SCRIPT.parent / "json-errors.conf").read_text()
+    common = (SCRIPT.parent / "common.conf").read_text()
+    assert (
+        "error_page 502 = $bad_gateway_page;"
+        in (SCRIPT.parent / "json-error-pages.conf").read_text()
+    )
+    assert '"~(^|, )model$" /_errors/overloaded;' in common
+    assert "default         /_errors/upstream_unavailable;" in common
+    for page, status in (("overloaded", 503), ("too_many_requests", 429)):
+        body = errors.split(f"location = /_errors/{page} {{")[1].split("\n}")[0]
+        assert "add_header Retry-After 1 always;" in body
+        assert body.count(f"return {status} '{{") == 2
+
+
+# ---- busy is not unready ---------------------------------------------------------------------
+
+
+def test_a_busy_replica_stays_in_the_upstream_for_five_rounds_then_leaves(
+    sync: Sync, tmp_path: Path
+) -> None:
+    """Under overload a probe can time out behind predictions: that alone must not rewrite the
+    upstream (issue 11), but a replica that never answers again does leave."""
+    sync.run()
+    snapshot = 'cp "$CONF" "$DIR/after-$n.conf"'
+    sync.ready("10.0.0.2")
+    sync.busy("10.0.0.3")
+    sync.rounds = [f'n={n}; render "$CONF.new"; apply "$CONF.new"; {snapshot}' for n in range(6)]
+    sync.run(first=":")
+    after = [(tmp_path / f"after-{n}.conf").read_text().count("server ") for n in range(6)]
+    assert after == [2, 2, 2, 2, 2, 1]
+    assert sync.servers() == ["10.0.0.2:8080"]
+    assert sync.reloads() == 1
+
+
+def test_an_answer_resets_the_busy_rounds(sync: Sync) -> None:
+    sync.run()
+    busy = 'echo 10.0.0.3 >"$DIR/busy.txt"; echo 10.0.0.2 >"$DIR/ready.txt"'
+    ready = 'printf "10.0.0.2\\n10.0.0.3\\n" >"$DIR/ready.txt"'
+    sync.rounds = [
+        *[f'{busy}; render "$CONF.new"; apply "$CONF.new"'] * 4,
+        f'{ready}; render "$CONF.new"; apply "$CONF.new"',
+        *[f'{busy}; render "$CONF.new"; apply "$CONF.new"'] * 4,
+    ]
+    sync.run()
+    assert sync.servers() == ["10.0.0.2:8080", "10.0.0.3:8080"]
+    assert sync.reloads() == 0
+
+
+def test_a_busy_replica_does_not_join_and_an_unready_one_leaves_at_once(sync: Sync) -> None:
+    sync.ready("10.0.0.2")
+    sync.busy("10.0.0.3")
+    sync.run()  # 10.0.0.3 was never in the upstream
+    assert sync.servers() == ["10.0.0.2:8080"]
+    sync.ready("10.0.0.2", "10.0.0.3")
+    sync.busy()
+    sync.round()
+    sync.run(first=":")
+    assert sync.servers() == ["10.0.0.2:8080", "10.0.0.3:8080"]
+    sync.ready("10.0.0.2")  # 10.0.0.3 now answers non-200 or refuses: not ready
+    sync.rounds = []
+    sync.round()
+    sync.run(first=":")
+    assert sync.servers() == ["10.0.0.2:8080"]
+
+
+def _server(answer: bytes | None) -> tuple[socket.socket, int]:
+    """A loopback listener that answers each connection with ``answer``, or never (None)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            request = b""
+            while b"\r\n\r\n" not in request:  # the whole request: no reset on close
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                request += chunk
+            if answer is None:
+                held.append(conn)  # read, never answered: busy
+            else:
+                conn.sendall(answer)
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0),
+        (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", 1),
+        (None, 2),
+        ("closed", 1),
+    ],
+)
+def test_the_probe_tells_ready_unready_and_busy_apart(
+    answer: bytes | str | None, expected: int
+) -> None:
+    if answer == "closed":
+        listener, port = _server(b"")
+        listener.close()
+    else:
+        assert not isinstance(answer, str)
+        listener, port = _server(answer)
+    try:
+        done = subprocess.run(
+            ["bash", "-c", f'source "{SCRIPT}"; probe 127.0.0.1; echo "rc=$?"'],
+            env={"PATH": "/usr/bin:/bin", "UPSTREAM_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        listener.close()
+    assert done.stdout.strip() == f"rc={expected}"
