@@ -122,7 +122,7 @@ models: venv ## Retrain the seed models into ./models (committed; a unit test ch
 
 .PHONY: serve
 serve: venv ## Run one model server on 127.0.0.1:8000 without Docker, serving ./models
-	cd services/model-server && PROMETHEUS_MULTIPROC_DIR= MODELFLEET_MODEL_DIR=../../models \
+	cd services/model-server && env -u PROMETHEUS_MULTIPROC_DIR MODELFLEET_MODEL_DIR=../../models \
 	  ../../$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8000 \
 	  'model_server.app:create_app()'
 
@@ -254,7 +254,7 @@ scaling-report: build loadgen-image ## Same bounded load on 1-4 capped replicas 
 	$(PY) -m bench.scaling run
 
 .PHONY: bench-peers
-bench-peers: models ## Same diabetes model in ModelFleet, BentoML, MLflow (throwaway venvs), measured with wrk; reports/peers/
+bench-peers: venv ## Same diabetes model in ModelFleet, BentoML, MLflow (throwaway venvs), measured with wrk; reports/peers/
 	@scripts/host.sh packages wrk
 	@# BENCH_PEERS_SECONDS (10), BENCH_PEERS_ROUNDS (2), BENCH_PEERS_CONNECTIONS (16),
 	@# BENCH_PEERS_WORKERS (1), BENCH_PEERS_STACK (1): see bench/peers.py.
@@ -267,7 +267,7 @@ wrk: ## Install the wrk load generator (Debian package) if it is missing
 	@scripts/host.sh packages wrk
 
 .PHONY: bench
-bench: venv models wrk ## Speed vs constant and naive-pandas baselines, one replica and via the LB; reports/bench.json
+bench: venv wrk ## Speed vs constant and naive-pandas baselines, one replica and via the LB; reports/bench.json
 	@# BENCH_DURATION (5 s), BENCH_ROUNDS (3), BENCH_CONNECTIONS (8), BENCH_WORKERS (1),
 	@# BENCH_THREADS (4), BENCH_LB (auto|off), BENCH_LB_URL, BENCH_LB_PORT (38080), BENCH_ONLY:
 	@# see bench/run.py. Without BENCH_LB_URL it starts its own stack (project modelfleet-bench).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,12 @@ def stack() -> Iterator[Stack]:
         "MODELFLEET_MAX_REQUESTS": "3000",
         "MODELFLEET_MAX_REQUESTS_JITTER": "1000",
     }
+    # The replicas serve a copy of the seed repository, so that the tests that package and roll
+    # out models (test_stack_own_models.py) never write into the committed ./models.
+    repository = ROOT / "build" / f"models-{env['COMPOSE_PROJECT_NAME']}"
+    shutil.rmtree(repository, ignore_errors=True)
+    shutil.copytree(ROOT / "models", repository, ignore=shutil.ignore_patterns(".*"))
+    env["MODELFLEET_MODEL_REPOSITORY"] = str(repository)
     st = Stack(ROOT, env)
     st.compose("down", "-v", "--remove-orphans", check=False)
     started = time.monotonic()

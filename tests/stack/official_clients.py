@@ -4,6 +4,7 @@ Not a test module: ``test_stack_standard_clients.py`` runs it with the clients' 
 environment (``.venv-clients``, requirements/clients.lock), whose kserve pins pandas below 3:
 
     .venv-clients/bin/python tests/stack/official_clients.py http://127.0.0.1:18080
+    .venv-clients/bin/python tests/stack/official_clients.py URL MODEL '[{"feature": value}, ...]'
 
 It prints one JSON object of results; the test asserts on it. The calls are the clients'
 documented ones, unchanged: nothing here sets a header or shapes a body by hand.
@@ -99,8 +100,47 @@ async def run_kserve(url: str) -> dict[str, Any]:
     return out
 
 
+def run_records(url: str, model: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Triton's and KServe's clients on any model: one tensor per input the model's metadata
+    lists (BYTES for string features), built from ``records``; each client's answers."""
+    client = triton.InferenceServerClient(url=url.removeprefix("http://"))
+    metadata = client.get_model_metadata(model)
+    version = metadata["versions"][-1]
+    triton_inputs, kserve_inputs = [], []
+    for spec in metadata["inputs"]:
+        column = [r[spec["name"]] for r in records]
+        dtype = np.object_ if spec["datatype"] == "BYTES" else np.float64
+        values = np.array(column, dtype=dtype)
+        t = triton.InferInput(spec["name"], [len(records)], spec["datatype"])
+        t.set_data_from_numpy(values, binary_data=True)
+        triton_inputs.append(t)
+        k = InferInput(spec["name"], [len(records)], spec["datatype"])
+        k.set_data_from_numpy(values, binary_data=False)
+        kserve_inputs.append(k)
+    result = client.infer(model, triton_inputs, model_version=version)
+    out: dict[str, Any] = {
+        "metadata": metadata,
+        "triton": {o["name"]: _labels(result.as_numpy(o["name"])) for o in metadata["outputs"]},
+    }
+    client.close()
+
+    async def kserve() -> dict[str, Any]:
+        v2 = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
+        answer = await v2.infer(
+            url, InferRequest(model_name=model, infer_inputs=kserve_inputs), model_name=model
+        )
+        await v2.close()
+        return {o.name: _labels(o.as_numpy()) for o in answer.outputs}
+
+    out["kserve"] = asyncio.run(kserve())
+    return out
+
+
 def main() -> None:
     url = sys.argv[1].rstrip("/")
+    if len(sys.argv) == 4:  # URL MODEL RECORDS_JSON
+        print(json.dumps(run_records(url, sys.argv[2], json.loads(sys.argv[3]))))
+        return
     print(json.dumps({"triton": run_triton(url), "kserve": asyncio.run(run_kserve(url))}))
 
 

@@ -56,6 +56,7 @@ class Stack:
         self.project = env["COMPOSE_PROJECT_NAME"]
         self.ctl = Project(env, root=root)
         self.env = self.ctl.env
+        self.repository = Path(env["MODELFLEET_MODEL_REPOSITORY"])
         self.lb_url = f"http://127.0.0.1:{env['LB_PORT']}"
         self.prometheus_url = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}"
 

@@ -10,8 +10,9 @@ compose.yaml with BUILD_NETWORK=host so the build reaches 127.0.0.1 (Docker's or
 network is the default), under a throwaway image tag removed afterwards. Each image is then run:
 the model server must answer /readyz and a prediction, Locust must start.
 
-About a minute per image on two cores, most of it installing numpy/scipy/scikit-learn and
-training the models; the images build one after the other to keep the machine's load bounded.
+About a minute per image on two cores, most of it installing numpy/scipy/scikit-learn; the
+model server is run on the clone's model repository, mounted as compose.yaml mounts it. The
+images build one after the other to keep the machine's load bounded.
 """
 
 from __future__ import annotations
@@ -169,7 +170,9 @@ def test_model_server_image_builds_from_the_index_without_a_wheelhouse(
         index_build, output, ROOT / "services" / "model-server" / "requirements.lock"
     )
     container = subprocess.run(
-        ["docker", "run", "-d", "--rm", "-p", "127.0.0.1::8080", f"modelfleet/model-server:{TAG}"],
+        ["docker", "run", "-d", "--rm", "-p", "127.0.0.1::8080",
+         "-v", f"{index_build.context / 'models'}:/opt/modelfleet/models:ro",
+         f"modelfleet/model-server:{TAG}"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     try:

@@ -52,10 +52,10 @@ from model_server.core.manifest import (
     Training,
 )
 from model_server.repository import (
-    Index,
     VersionEntry,
     add_version,
     bundle_dir,
+    load_index,
     locked,
     write_index,
 )
@@ -348,7 +348,8 @@ def build_bundle(spec: ModelSpec, table: Table, out_dir: Path) -> Path:
 
 def train_all(data_dir: Path, out_dir: Path) -> list[Path]:
     """Train every model in ``SPECS`` from ``data_dir`` into the repository ``out_dir``, each
-    as version ``MODEL_VERSION``, current, and write the repository's index."""
+    as version ``MODEL_VERSION``, and add them to its index (current when new; the other
+    models of the index stay as they are)."""
     tables: dict[str, Table] = {}
     paths = []
     # One BLAS thread: multi-threaded reductions may sum in a different order run to run.
@@ -357,14 +358,15 @@ def train_all(data_dir: Path, out_dir: Path) -> list[Path]:
             if spec.data_file not in tables:
                 tables[spec.data_file] = read_table(data_dir, spec.data_file)
             paths.append(build_bundle(spec, tables[spec.data_file], out_dir))
-    index = Index()
-    for path in paths:
-        entry = VersionEntry(
-            Manifest.from_dict(json.loads((path / MANIFEST_FILE).read_text())).artifact.sha256,
-            sha256_file(path / MANIFEST_FILE),
-        )
-        index = add_version(index, path.parent.name, path.name, entry)
+    # Added to the index that is there: the models packaged beside the seeds stay.
     with locked(out_dir):
+        index = load_index(out_dir)
+        for path in paths:
+            entry = VersionEntry(
+                Manifest.from_dict(json.loads((path / MANIFEST_FILE).read_text())).artifact.sha256,
+                sha256_file(path / MANIFEST_FILE),
+            )
+            index = add_version(index, path.parent.name, path.name, entry)
         write_index(out_dir, index)
     return paths
 
