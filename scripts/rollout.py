@@ -49,18 +49,30 @@ DOCKER_TIMEOUT = 30.0
 #: start, so one answer says nothing about the replica's other workers.
 PROBE_REQUESTS = 8
 # Run inside a replica as `python3 -c PROBE NAME`; prints {"ready": bool, "versions": [...]}. A
-# refused or failed request (workers being replaced) is an answer too (None), never an error,
-# so that the caller keeps polling until its timeout.
+# refused or failed request (workers being replaced) is an answer too (None, or the HTTP status
+# and error code of a refusal, e.g. "HTTP 503 model_unavailable" for a version that did not
+# load), never an error, so that the caller keeps polling until its timeout.
 PROBE = f"""
-import json, sys, urllib.request
+import json, sys, urllib.error, urllib.request
 def get(path):
     try:
         with urllib.request.urlopen("http://127.0.0.1:8080" + path, timeout=2) as answer:
             return answer.status, json.load(answer)
+    except urllib.error.HTTPError as refused:
+        try:
+            return refused.code, json.load(refused)
+        except Exception:
+            return refused.code, {{}}
     except Exception:
         return None, {{}}
+def version(status, body):
+    if status == 200:
+        return body.get("version")
+    error = body.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return None if status is None else f"HTTP {{status}} {{code or ''}}".strip()
 ready = get("/readyz")[0] == 200
-versions = [get("/models/" + sys.argv[1])[1].get("version") for _ in range({PROBE_REQUESTS})]
+versions = [version(*get("/models/" + sys.argv[1])) for _ in range({PROBE_REQUESTS})]
 print(json.dumps({{"ready": ready, "versions": versions}}))
 """
 

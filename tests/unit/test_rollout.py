@@ -422,4 +422,7 @@ def test_the_probe_reports_readiness_and_the_version_of_each_answer(
     assert probe(port) == {"ready": True, "versions": ["2"] * rollout.PROBE_REQUESTS}
     answers["/readyz"] = (503, b'{"status": "loading"}')
     answers["/models/churn"] = (500, b"<html>")
-    assert probe(port) == {"ready": False, "versions": [None] * rollout.PROBE_REQUESTS}
+    assert probe(port) == {"ready": False, "versions": ["HTTP 500"] * rollout.PROBE_REQUESTS}
+    answers["/models/churn"] = (503, b'{"error": {"code": "model_unavailable", "message": "."}}')
+    unavailable = ["HTTP 503 model_unavailable"] * rollout.PROBE_REQUESTS
+    assert probe(port) == {"ready": False, "versions": unavailable}
