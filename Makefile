@@ -269,8 +269,14 @@ wrk: ## Install the wrk load generator (Debian package) if it is missing
 .PHONY: bench
 bench: venv wrk ## Speed vs constant and naive-pandas baselines, one replica and via the LB; reports/bench.json
 	@# BENCH_DURATION (5 s), BENCH_ROUNDS (3), BENCH_CONNECTIONS (8), BENCH_WORKERS (1),
-	@# BENCH_THREADS (4), BENCH_LB (auto|off), BENCH_LB_URL, BENCH_LB_PORT (38080), BENCH_ONLY:
+	@# BENCH_THREADS (4), BENCH_LB (auto|off), BENCH_LB_URL, BENCH_LB_PORT (38080), BENCH_ONLY,
+	@# BENCH_GENERIC (on|off: the generic model parcels, packaged into a copy under build/):
 	@# see bench/run.py. Without BENCH_LB_URL it starts its own stack (project modelfleet-bench).
 	@if [ -z "$${BENCH_LB_URL:-}" ] && [ "$${BENCH_LB:-auto}" != off ] && docker info >/dev/null 2>&1; \
 	  then $(MAKE) --no-print-directory base-image wheels; fi
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.run
+
+.PHONY: bench-memory
+bench-memory: venv ## Resident memory of a worker per loaded model version (fresh processes); reports/bench-memory.json
+	@# BENCH_MEMORY_COPIES (5 extra diabetes-gbt versions), BENCH_MEMORY_REPEATS (3): bench/memory.py.
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.memory

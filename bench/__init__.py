@@ -16,9 +16,12 @@ Library (each module tested in tests/unit/test_bench_*.py):
 - :mod:`bench.models`: feature lists from the models' own metadata (a bundle's manifest, or a
   running server's ``GET /models``) and rows of the vendored data.
 
+- :mod:`bench.generic`: ``make bench``'s generic model (a packaged scikit-learn Pipeline in a
+  temporary copy of the repository) and its figures.
+
 Harnesses, run as modules from the repository root (the Makefile does): ``python -m bench.run``
-(``make bench``), ``python -m bench.peers`` (``make bench-peers``), ``python -m bench.scaling``
-(``make scaling-report``).
+(``make bench``), ``python -m bench.memory`` (``make bench-memory``), ``python -m bench.peers``
+(``make bench-peers``), ``python -m bench.scaling`` (``make scaling-report``).
 """
 
 from __future__ import annotations

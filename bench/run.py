@@ -36,6 +36,18 @@ Targets (printed as PASS/MISS; a miss does not fail the run, speed is measured, 
 single-row predictions at >= 0.85x the constant endpoint's requests/s and >= 3x the naive
 port's; 10,000-row batches of the linear models (diabetes, boston) at >= 1,000,000 rows/s.
 
+3. **A generic model** (``bench/generic.py``; ``--generic off`` skips it). The server serves a
+   copy of ``--model-dir`` (written to a temporary directory under ``--work-dir``, build/,
+   removed afterwards; the committed models/ is only read) plus ``parcels``, a scikit-learn
+   Pipeline (ColumnTransformer: OneHotEncoder on a string column, StandardScaler on two
+   numbers; LogisticRegression) fitted on a synthetic frame with a fixed seed and packaged with
+   ``model_server.package.package``. Its one-row requests (a JSON record, the plumber query
+   with the string in it) are measured on the server alone, interleaved with the rest: the
+   naive port cannot serve it, so the comparison is with the server's own single-row diabetes
+   requests (ratio of requests/s) and with the estimator's own ``predict`` + ``predict_proba``
+   on a one-row DataFrame, timed in the bench process after the servers stopped (µs per call,
+   and its share of the server's CPU and wall time per request).
+
 Output: a table on stdout and ``--out`` (reports/bench.json) with every run's raw figures.
 """
 
@@ -59,7 +71,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import ROOT, BenchError, cpu, docker, wrk
+from bench import ROOT, BenchError, cpu, docker, generic, wrk
 from bench.compose import Project
 from bench.procs import Process, free_port, http_ok, stop_all, taskset
 from bench.scenarios import Scenario, check_scenario, scenarios, select
@@ -324,6 +336,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lb-url", default=env("BENCH_LB_URL", ""))
     p.add_argument("--lb-port", type=int, default=int(env("BENCH_LB_PORT", "38080")))
     p.add_argument("--out", type=Path, default=Path(env("BENCH_OUT", ROOT / "reports/bench.json")))
+    p.add_argument(
+        "--generic",
+        default=env("BENCH_GENERIC", "on"),
+        choices=("on", "off"),
+        help="measure the generic model parcels (bench/generic.py)",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(env("BENCH_WORK_DIR", ROOT / "build")),
+        help="where the temporary model repository with the generic model is written",
+    )
+    p.add_argument(
+        "--in-process-seconds",
+        type=float,
+        default=float(env("BENCH_IN_PROCESS_SECONDS", "2")),
+        help="time spent timing the generic estimator in process",
+    )
     args = p.parse_args(argv)
     args.pin_wrk = ncpu > 1 and bool(args.server_cpus)
     args.model_dir = args.model_dir.resolve()
@@ -334,13 +364,39 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def wants_generic(args: argparse.Namespace) -> bool:
+    """Whether the generic model is measured: ``--generic on`` and, with ``--only``, a filter
+    that selects one of its scenarios."""
+    if args.generic != "on":
+        return False
+    names = [Scenario(n, "GET", "/", 1, ()) for n in generic.GENERIC_SINGLE.values()]
+    return bool(select(names, args.only))
+
+
+def generic_report(
+    results: list[dict[str, Any]], in_process: dict[str, float] | None
+) -> dict[str, Any]:
+    """reports/bench.json's ``generic``: the model, the in-process timing, the comparisons."""
+    return {
+        "model": generic.NAME,
+        "version": generic.VERSION,
+        "estimator": "Pipeline(ColumnTransformer(OneHotEncoder, StandardScaler), "
+        "LogisticRegression)",
+        "record": generic.RECORD,
+        "in_process_us_per_call": in_process,
+        "comparisons": generic.summary(results, in_process),
+    }
+
+
 def report(
     args: argparse.Namespace,
     results: list[dict[str, Any]],
     cks: list[dict[str, Any]],
     lb_note: str,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """reports/bench.json: the host, the settings, the targets, the verdicts, every run."""
+    """reports/bench.json: the host, the settings, the targets, the verdicts, every run (and
+    ``extra``, e.g. the generic model's figures)."""
     return {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "git_commit": git_commit(),
@@ -368,6 +424,7 @@ def report(
         },
         "checks": cks,
         "results": results,
+        **(extra or {}),
     }
 
 
@@ -376,6 +433,21 @@ def bench(args: argparse.Namespace) -> int:
         raise BenchError(f"wrk not found at {args.wrk} (make bench installs it)")
     if not (args.model_dir / "index.json").is_file():
         raise BenchError(f"no model repository (index.json) in {args.model_dir}")
+    with contextlib.ExitStack() as stack:
+        gen = None
+        if wants_generic(args):
+            args.work_dir.mkdir(parents=True, exist_ok=True)
+            work = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bench-repository-", dir=args.work_dir)
+            )
+            gen = generic.prepare(args.model_dir, Path(work) / "models")
+            print(f"bench: serving {gen.repository}: {args.model_dir} + {generic.NAME}", flush=True)
+            args.model_dir = gen.repository
+        return bench_on(args, gen)
+
+
+def bench_on(args: argparse.Namespace, gen: generic.Generic | None) -> int:
+    """The bench on the repository ``args.model_dir`` (with the generic model when ``gen``)."""
     scs = select(scenarios(args.model_dir), args.only)
     print(
         f"bench: gunicorn gthread workers={args.workers} threads={args.threads} on CPUs "
@@ -394,11 +466,19 @@ def bench(args: argparse.Namespace) -> int:
             results += measure(scs, urls, args, "host", pids)
         lb_results, lb_note = measure_lb(scs, args)
         results += lb_results
+    extra = {}
+    if gen is not None and any(sc.model == generic.NAME for sc in scs):
+        # Timed with the servers stopped, in the bench process (BLAS pinned as theirs).
+        in_process = generic.in_process_us(gen.estimator, gen.record, args.in_process_seconds)
+        extra["generic"] = generic_report(results, in_process)
     cks = checks(results)
     print(table(results, cks))
+    if "generic" in extra:
+        g = extra["generic"]
+        print("\n".join(generic.lines(g["comparisons"], g["in_process_us_per_call"])))
     print(f"\nLoad balancer: {lb_note}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report(args, results, cks, lb_note), indent=2) + "\n")
+    args.out.write_text(json.dumps(report(args, results, cks, lb_note, extra), indent=2) + "\n")
     print(f"Wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0
 

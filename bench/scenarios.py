@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import BenchError, models
+from bench import BenchError, generic, models
 from bench.procs import urlopen
 
 BATCH_ROWS = 10_000
@@ -57,6 +58,48 @@ def rows_check(n: int) -> Callable[[Any], str | None]:
     return check
 
 
+def answer_is(label: str) -> Callable[[Any], str | None]:
+    """A check that the one answer (plumber ``Answer`` or JSON ``predictions``) is ``label``."""
+
+    def check(body: Any) -> str | None:
+        answers = body.get("Answer", body.get("predictions"))
+        return None if answers == [label] else f"expected [{label!r}], got {body!r:.200}"
+
+    return check
+
+
+def generic_scenarios(model_dir: Path) -> list[Scenario]:
+    """The generic model's one-row requests (server only), when the repository holds it
+    (``bench.generic.prepare``): a JSON record, and the plumber query with the string in it."""
+    try:
+        names = models.features(generic.NAME, model_dir)
+    except BenchError:
+        return []
+    record = {k: generic.RECORD[k] for k in names}
+    check = answer_is(generic.ANSWER)
+    return [
+        Scenario(
+            generic.GENERIC_SINGLE["POST"],
+            "POST",
+            f"/models/{generic.NAME}/predict",
+            1,
+            ("server",),
+            body=json.dumps(record).encode(),
+            model=generic.NAME,
+            check=check,
+        ),
+        Scenario(
+            generic.GENERIC_SINGLE["GET"],
+            "GET",
+            f"/models/{generic.NAME}/predict_data?{urllib.parse.urlencode(record)}",
+            1,
+            ("server",),
+            model=generic.NAME,
+            check=check,
+        ),
+    ]
+
+
 def csv_body(rows: list[dict[str, Any]], feature_names: tuple[str, ...]) -> bytes:
     """CSV with a header line."""
     lines = [",".join(feature_names)]
@@ -65,7 +108,8 @@ def csv_body(rows: list[dict[str, Any]], feature_names: tuple[str, ...]) -> byte
 
 
 def scenarios(model_dir: Path = models.MODELS, data_dir: Path = models.DATA) -> list[Scenario]:
-    """The measured requests: single rows on all three apps, 10,000-row batches."""
+    """The measured requests: single rows on all three apps, 10,000-row batches, and the
+    generic model's single rows on the server when the repository holds it."""
     single = models.record(models.features("diabetes", model_dir), SINGLE_VALUES)
     out = [
         Scenario(
@@ -111,7 +155,7 @@ def scenarios(model_dir: Path = models.MODELS, data_dir: Path = models.DATA) -> 
                     check=rows_check(BATCH_ROWS),
                 )
             )
-    return out
+    return out + generic_scenarios(model_dir)
 
 
 def select(scs: list[Scenario], only: str) -> list[Scenario]:
