@@ -57,6 +57,7 @@ class ModelRegistry:
         self.default_model = default_model
         self.index_file = index_file or model_dir / INDEX_FILE
         self._versions: dict[str, dict[str, LoadedModel]] = {}
+        self._versions_view: Mapping[str, Mapping[str, LoadedModel]] = MappingProxyType({})
         self._current: dict[str, str] = {}
         self._models: dict[str, LoadedModel] = {}
         self._failures: dict[str, str] = {}
@@ -70,8 +71,8 @@ class ModelRegistry:
 
     @property
     def versions(self) -> Mapping[str, Mapping[str, LoadedModel]]:
-        """Every loaded version, by model name and version."""
-        return MappingProxyType({n: MappingProxyType(v) for n, v in self._versions.items()})
+        """Every loaded version, by model name and version (read-only view)."""
+        return self._versions_view
 
     @property
     def current(self) -> Mapping[str, str]:
@@ -96,6 +97,10 @@ class ModelRegistry:
             log.error("cannot read the model repository's index: %s; not ready", exc)
             return
         self._load(index)
+        # Built once: the listing and the OpenAPI document read it per request and per model.
+        self._versions_view = MappingProxyType(
+            {n: MappingProxyType(v) for n, v in self._versions.items()}
+        )
         for name, version in self._current.items():
             model = self._versions.get(name, {}).get(version)
             if model is not None:
