@@ -10,10 +10,10 @@ switch the running replicas to it one at a time, rolling back on the first failu
 2. One rollout at a time: the advisory lock ``<repo>/.rollout.lock`` (flock, non-blocking) holds
    the running rollout's name, version and pid; a second rollout is refused naming it.
 3. ``set_current``, then each replica (the compose project's ``model`` containers) in turn gets
-   SIGHUP: its gunicorn master pins the index again, starts workers serving the new current
-   versions and stops the old ones gracefully. It is probed from inside (``docker exec ...
-   python3``: the image has no curl) until /readyz is 200 and every answer of GET /models/NAME
-   names VERSION, for at most ROLLOUT_TIMEOUT seconds (60).
+   SIGHUP (sent from inside, see ``HUP``): its gunicorn master pins the index again, starts
+   workers serving the new current versions and stops the old ones gracefully. It is probed
+   from inside (``docker exec ... python3``: the image has no curl) until /readyz is 200 and
+   every answer of GET /models/NAME names VERSION, for at most ROLLOUT_TIMEOUT seconds (60).
 4. On the first failure the previous version is made current again, and every replica already
    switched, the failing one included, gets SIGHUP and is waited for: exit status 1.
 
@@ -38,6 +38,13 @@ from pathlib import Path
 from model_server.repository import Index, RepositoryError, load_index, set_current
 
 OK, FAILED, REFUSED = 0, 1, 2
+
+#: SIGHUP to the container's init (docker-init, which passes it to the gunicorn master), sent
+#: from inside. Not ``docker kill --signal HUP``: Docker marks a container signalled that way as
+#: stopped by hand, so its ``unless-stopped`` policy no longer restarts it when it later crashes
+#: (moby/moby#41302, still so in Docker 20.10 here: a replica killed after a rollout stayed
+#: down). bash's builtin ``kill``: the slim image has no /bin/kill.
+HUP = ("bash", "-c", "kill -HUP 1")
 LOCK_FILE = ".rollout.lock"
 DEFAULT_TIMEOUT = 60.0
 SERVICE = "model"
@@ -134,7 +141,7 @@ class Fleet:
         after ``timeout`` seconds, saying what the replica answered last.
         """
         start = self.clock()
-        self.docker(["kill", "--signal", "HUP", replica], DOCKER_TIMEOUT)
+        self.docker(["exec", replica, *HUP], DOCKER_TIMEOUT)
         probe = ["exec", replica, "python3", "-c", PROBE, name]
         while True:
             try:

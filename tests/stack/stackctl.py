@@ -67,6 +67,22 @@ class Stack:
         output is kept for the error (a ComposeError, a RuntimeError) when it fails."""
         return self.ctl.run(*args, check=check, capture=capture, quiet=True, timeout=timeout)
 
+    def make(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a make target as the README says, on this stack's repository and project."""
+        env = {
+            **os.environ,
+            "MODELFLEET_MODEL_REPOSITORY": str(self.repository),
+            "COMPOSE_PROJECT_NAME": self.project,
+        }
+        return subprocess.run(
+            ["make", "-s", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     def container_ids(self, service: str = "model") -> list[str]:
         """IDs of the service's running containers."""
         return self.ctl.running(service)
@@ -114,7 +130,29 @@ class Stack:
                 if served == running:
                     return running
             time.sleep(0.5)
-        raise AssertionError(f"wanted {n} replicas; running {running}, answering {served}")
+        raise AssertionError(
+            f"wanted {n} replicas; running {running}, answering {served}\n" + self.diagnose()
+        )
+
+    def diagnose(self) -> str:
+        """Each replica's state, restart count, last health probes and last log lines: what
+        a failed wait needs to say why a replica did not come up."""
+        lines = []
+        for c in self.inspect(self.ctl.run("ps", "-aq", "model", capture=True, timeout=60).split()):
+            state = c["State"]
+            health = state.get("Health", {})
+            probes = [p.get("Output", "").strip()[:120] for p in health.get("Log", [])]
+            lines.append(
+                f"{c['Config']['Hostname']}: {state['Status']} "
+                f"health={health.get('Status')} restarts={c['RestartCount']} "
+                f"exit={state.get('ExitCode')} started={state.get('StartedAt')} "
+                f"probes={probes[-3:]}"
+            )
+            logs = subprocess.run(
+                ["docker", "logs", "--tail", "15", c["Id"]], capture_output=True, text=True
+            )
+            lines.extend("    " + line for line in (logs.stdout + logs.stderr).splitlines()[-15:])
+        return "\n".join(lines)
 
     def served_by(self, requests_count: int) -> set[str]:
         """The replicas that answer `requests_count` plumber queries through the LB."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,18 +65,6 @@ def fit() -> tuple[Pipeline, pd.DataFrame]:
     return pipeline, frame.assign(speed=speed)
 
 
-def make(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run a make target as the README says, on the stack's repository and project."""
-    env = {
-        **os.environ,
-        "MODELFLEET_MODEL_REPOSITORY": str(stack.repository),
-        "COMPOSE_PROJECT_NAME": stack.project,
-    }
-    return subprocess.run(
-        ["make", "-s", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.fixture(scope="module")
 def own_model(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
@@ -90,8 +77,7 @@ def own_model(
     index = stack.repository / "index.json"
     original = index.read_bytes()
     try:
-        packaged = make(
-            stack,
+        packaged = stack.make(
             "model-package",
             f"ESTIMATOR={work / 'parcels.skops'}",
             f"SAMPLE={work / 'parcels.csv'}",
@@ -101,14 +87,14 @@ def own_model(
         )
         assert packaged.returncode == 0, packaged.stdout + packaged.stderr
         with Load(stack.lb_url, threads=4, max_requests=100_000, max_seconds=180) as load:
-            rolled = make(stack, "rollout", f"NAME={NAME}", f"VERSION={VERSION}")
+            rolled = stack.make("rollout", f"NAME={NAME}", f"VERSION={VERSION}")
         assert rolled.returncode == 0, rolled.stdout + rolled.stderr
         yield estimator, sample.drop(columns="speed"), load, packaged.stdout + rolled.stdout
     finally:
         # Back to the seed repository on every replica: the index as it was, then a rollout of
         # a seed model's current version, which makes every replica pin the index again.
         index.write_bytes(original)
-        restored = make(stack, "rollout", "NAME=diabetes", "VERSION=1.0.0")
+        restored = stack.make("rollout", "NAME=diabetes", "VERSION=1.0.0")
         assert restored.returncode == 0, restored.stdout + restored.stderr
 
 

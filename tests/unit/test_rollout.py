@@ -50,7 +50,7 @@ class Replica:
     #: Probes after a SIGHUP that still answer the old version (workers being replaced).
     slow_probes: int = 0
     ready: bool = True
-    kill_fails: bool = False
+    hup_fails: bool = False
     #: Probes after a SIGHUP for which ``docker exec`` fails (the container is restarting).
     exec_failures: int = 0
     pending: str | None = None
@@ -75,11 +75,11 @@ class FakeDocker:
             if self.ps_error:
                 raise rollout.DockerError(self.ps_error)
             return "".join(f"{replica}\n" for replica in self.replicas)
-        replica = self.replicas[args[-1] if args[0] == "kill" else args[1]]
-        if args[0] == "kill":
-            assert args[1:3] == ["--signal", "HUP"]
-            if replica.kill_fails:
-                raise rollout.DockerError("docker kill: Cannot kill container: not running")
+        assert args[0] == "exec"
+        replica = self.replicas[args[1]]
+        if tuple(args[2:]) == rollout.HUP:
+            if replica.hup_fails:
+                raise rollout.DockerError("docker exec: container is not running")
             current = load_index(self.repo).models["churn"].current
             if current != replica.broken:
                 replica.pending, replica.left = current, replica.slow_probes
@@ -95,7 +95,7 @@ class FakeDocker:
 
     def signalled(self) -> list[str]:
         """The replicas sent SIGHUP, in order."""
-        return [call[-1] for call in self.calls if call[0] == "kill"]
+        return [call[1] for call in self.calls if tuple(call[2:]) == rollout.HUP]
 
     def serving(self) -> dict[str, str]:
         return {name: replica.serves for name, replica in self.replicas.items()}
@@ -149,11 +149,12 @@ def test_a_rollout_makes_the_version_current_and_switches_the_replicas_one_at_a_
     assert current(repo) == "2"
     assert docker.serving() == {"a": "2", "b": "2"}
     # Each replica is signalled only once the one before it serves the version.
-    assert [call[:2] for call in docker.calls] == [
+    steps = [["HUP", c[1]] if tuple(c[2:]) == rollout.HUP else c[:2] for c in docker.calls]
+    assert steps == [
         ["ps", "-q"],
-        ["kill", "--signal"],
+        ["HUP", "a"],
         ["exec", "a"],
-        ["kill", "--signal"],
+        ["HUP", "b"],
         ["exec", "b"],
         ["exec", "b"],
         ["exec", "b"],
@@ -229,7 +230,7 @@ def test_a_rollback_to_a_version_removed_meanwhile_fails_in_the_verdict(
         """Someone removes version 1 (no longer current) while replica b switches to 2."""
 
         def __call__(self, args: Sequence[str], timeout: float) -> str:
-            if args[:1] == ["kill"] and args[-1] == "b":
+            if args[:2] == ["exec", "b"] and tuple(args[2:]) == rollout.HUP:
                 remove_version(self.repo, "churn", "1")
             return super().__call__(args, timeout)
 
@@ -286,14 +287,13 @@ def test_a_replica_that_stays_unready_fails_the_rollout(
 def test_a_docker_error_fails_the_rollout_and_the_verdict_says_what_was_not_rolled_back(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    docker = FakeDocker(repo, a=Replica("1"), b=Replica("1", kill_fails=True))
+    docker = FakeDocker(repo, a=Replica("1"), b=Replica("1", hup_fails=True))
     assert run(repo, docker) == rollout.FAILED
     assert current(repo) == "1"
     assert docker.serving() == {"a": "1", "b": "1"}
     assert capsys.readouterr().err == (
-        "rollout churn 2: FAILED on replica b: docker kill: Cannot kill container: not running; "
-        "rolled back to 1 in the index, but replica b: docker kill: Cannot kill container: "
-        "not running\n"
+        "rollout churn 2: FAILED on replica b: docker exec: container is not running; "
+        "rolled back to 1 in the index, but replica b: docker exec: container is not running\n"
     )
 
 
