@@ -138,6 +138,8 @@ def test_every_replica_serves_the_new_model(stack: Stack, own_model: object) -> 
     answers = [requests.get(f"{stack.lb_url}/models/{NAME}", timeout=10) for _ in range(12)]
     assert {a.status_code for a in answers} == {200}
     assert {a.json()["version"] for a in answers} == {VERSION}
+    # Through the load balancer, every answer names its version in a header too.
+    assert {a.headers["X-Model-Version"] for a in answers} == {VERSION}
     listing = requests.get(f"{stack.lb_url}/models", timeout=10).json()
     assert {"name": NAME, "versions": [VERSION]}.items() <= next(
         m for m in listing["models"] if m["name"] == NAME
@@ -155,6 +157,7 @@ def test_plumber_get_with_strings_in_the_query(
         for path in (f"/models/{NAME}", f"/models/{NAME}/versions/{VERSION}"):
             r = requests.get(f"{stack.lb_url}{path}/predict_data?{query}", timeout=10)
             assert r.status_code == 200, r.text
+            assert r.headers["X-Model-Version"] == VERSION
             answers.append(r.json()["Answer"][0])
     assert answers == [a for a in expected[0] for _ in range(2)]
 

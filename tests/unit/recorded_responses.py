@@ -5,7 +5,7 @@ every answer (status, the headers that matter, body) with ``recorded_responses.j
 was recorded before the request pipeline was restructured (issue #9): a refactoring that
 changes any answer fails there. Re-record only for a deliberate change of behaviour::
 
-    .venv/bin/python -m pytest tests/unit/test_recorded_responses.py --record-responses
+    RECORD_RESPONSES=1 .venv/bin/python -m pytest tests/unit/test_recorded_responses.py
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from model_server.api.common import EXTENSION_KEY
 
 RECORDING: Final = "recorded_responses.json"
 #: Headers compared; everything else (Date, Server) is the WSGI server's or the test client's.
-HEADERS: Final = ("Content-Type", "Content-Length", "Allow", "X-Served-By", "X-Request-ID")
+HEADERS: Final = (
+    "Content-Type",
+    "Content-Length",
+    "Allow",
+    "X-Served-By",
+    "X-Request-ID",
+    "X-Model-Version",
+)
 #: Bodies longer than this are recorded by their sha256 (the OpenAPI documents, /docs).
 MAX_RECORDED_BODY: Final = 4096
 

@@ -75,7 +75,7 @@ def test_the_fast_routes_answer_like_flask_routing(
     b = _call(flask_only.wsgi_app, method, path, data, ctype)
     assert a.status_code == b.status_code
     assert a.get_data() == b.get_data()
-    for header in ("Content-Type", "X-Served-By", "X-Request-ID", "Allow"):
+    for header in ("Content-Type", "X-Served-By", "X-Request-ID", "X-Model-Version", "Allow"):
         assert a.headers.get(header) == b.headers.get(header), header
 
 

@@ -86,6 +86,45 @@ def test_every_protocol_reaches_a_version_that_is_not_current(client: FlaskClien
     assert client.get("/v2/models/diabetes").get_json()["versions"] == ["1.0.0", "2.0.0"]
 
 
+@pytest.mark.parametrize("version", ["1.0.0", "2.0.0"])
+def test_every_answer_names_the_version_that_produced_it(client: FlaskClient, version: str) -> None:
+    """X-Model-Version on every route that resolves a model, its refusals included."""
+    base = "/models/diabetes" if version == "1.0.0" else "/models/diabetes/versions/2.0.0"
+    v2 = "/v2/models/diabetes" if version == "1.0.0" else "/v2/models/diabetes/versions/2.0.0"
+    target = {"X-Amzn-SageMaker-Target-Model": f"diabetes/{version}"}
+    tensor = {"name": "input-0", "datatype": "FP64", "shape": [1, 3], "data": [1, 3, 1]}
+    answers = {
+        "plumber": client.get(f"{base}/predict_data?{QUERY}"),
+        "predict": client.post(f"{base}/predict", json=[[1, 3, 1]]),
+        "refused": client.post(f"{base}/predict", json=[[1, "x", 1]]),
+        "manifest": client.get(base),
+        "sagemaker": client.post(
+            "/invocations", data="1,3,1\n", content_type="text/csv", headers=target
+        ),
+        "oip v2": client.post(f"{v2}/infer", json={"inputs": [tensor]}),
+        "oip v2 metadata": client.get(v2),
+    }
+    if version == "1.0.0":  # the routes without a version: the current one answers
+        answers["root plumber"] = client.get(f"/predict_data?{QUERY}")
+        answers["kserve v1"] = client.post(
+            "/v1/models/diabetes:predict", json={"instances": [[1, 3, 1]]}
+        )
+    assert answers["refused"].status_code == 422
+    assert {k: r.headers.get("X-Model-Version") for k, r in answers.items()} == dict.fromkeys(
+        answers, version
+    )
+
+
+def test_answers_that_name_no_known_model_carry_no_version(client: FlaskClient) -> None:
+    for response in (
+        client.get("/healthz"),
+        client.get("/models"),
+        client.post("/models/nope/predict", json=[[1, 3, 1]]),
+        client.post("/models/diabetes/versions/9/predict", json=[[1, 3, 1]]),
+    ):
+        assert "X-Model-Version" not in response.headers
+
+
 def test_an_unknown_version_is_a_404_naming_the_versions(client: FlaskClient) -> None:
     response = client.post("/models/diabetes/versions/9/predict", json=[[1, 3, 1]])
     assert response.status_code == 404

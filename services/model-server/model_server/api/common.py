@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 from flask import Response, current_app, request
 
-from model_server.api.pipeline import MODEL_KEY, Environ
+from model_server.api.pipeline import MODEL_KEY, VERSION_KEY, Environ
 from model_server.core.errors import RequestError
 from model_server.core.parsing import parse_csv, parse_json_body
 from model_server.core.predict import Prediction
@@ -86,14 +86,15 @@ def readiness_response() -> Response:
 def lookup_model(
     registry: ModelRegistry, environ: Environ, name: str | None, version: str | None = None
 ) -> LoadedModel:
-    """Look up a model version (the current one for ``None``) and label this request's
-    metrics with the model.
+    """Look up a model version (the current one for ``None``), label this request's metrics
+    with the model and name its version in the answer (``X-Model-Version``).
 
     The metric label is set only for a known model, so a made-up name in a URL can never
     become a label value (it stays ``none``).
     """
     model = registry.get(name, version)
     environ[MODEL_KEY] = model.name
+    environ[VERSION_KEY] = model.version
     return model
 
 

@@ -4,7 +4,9 @@
 
 * the request id (the caller's ``X-Request-ID`` when it is a short plain token, else our own),
   kept in the WSGI environ for the logs and echoed in the response;
-* the ``X-Served-By`` and ``X-Request-ID`` response headers;
+* the ``X-Served-By`` and ``X-Request-ID`` response headers, and ``X-Model-Version`` on every
+  answer of a request that named a known model (a prediction, its refusal, a model's metadata):
+  the version that answered, so clients and rollouts can tell versions apart;
 * the request metrics: in flight, count and duration by model, endpoint and status;
 * error rendering (``refuse``): the JSON body in the route's protocol form, the log line and
   the error counter, for refusals from Flask views and from the fast routes alike.
@@ -45,6 +47,7 @@ Handler = Callable[[Environ, str | None, str | None], bytes]
 #: Environ keys the pipeline and the routes share.
 REQUEST_ID_KEY: Final = "modelfleet.request_id"
 MODEL_KEY: Final = "modelfleet.model"  # a known model's name; unset: ``none``
+VERSION_KEY: Final = "modelfleet.version"  # that model's version; unset: no X-Model-Version
 ENDPOINT_KEY: Final = "modelfleet.endpoint"  # the endpoint label; None: not counted
 # Request ids are echoed into headers and logs: accept only short, plain tokens so a client
 # cannot inject log lines or oversized headers; anything else is replaced by our own id.
@@ -63,6 +66,13 @@ def request_id(environ: Environ) -> str:
     """The caller's ``X-Request-ID`` if it is a plain token of at most 128 characters, else new."""
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
     return incoming if REQUEST_ID_RE.fullmatch(incoming) else os.urandom(8).hex()
+
+
+def answer_headers(environ: Environ, own_headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pipeline's headers for this answer: ``own_headers``, and ``X-Model-Version`` once the
+    request's model is known."""
+    version = environ.get(VERSION_KEY)
+    return own_headers if version is None else [*own_headers, ("X-Model-Version", version)]
 
 
 def error_body(exc: RequestError, path: str) -> bytes:
@@ -160,7 +170,11 @@ class Pipeline:
                 status, body = self._fast(environ, handler, route[1], route[2])
                 start_response(
                     STATUS_LINES[status],
-                    [JSON_HEADER, ("Content-Length", str(len(body))), *own_headers],
+                    [
+                        JSON_HEADER,
+                        ("Content-Length", str(len(body))),
+                        *answer_headers(environ, own_headers),
+                    ],
                 )
                 result = [body]
         finally:
@@ -191,7 +205,7 @@ class Pipeline:
         def start(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal status
             status = int(line[:3])
-            headers.extend(own_headers)
+            headers.extend(answer_headers(environ, own_headers))
             return start_response(line, headers, exc_info)
 
         result = self.app(environ, start)
