@@ -107,16 +107,19 @@ def run_install_locked(tmp_path: Path, files: list[str]) -> tuple[subprocess.Com
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     record = tmp_path / "pip-args"
-    # `python3 -m venv DIR` makes DIR/bin/pip, which appends its arguments to the record.
+    # `python3 -m venv DIR` makes DIR/bin/pip and DIR/bin/python, which append their arguments
+    # to the record.
     stub = bin_dir / "python3"
     stub.write_text(
         "#!/bin/sh\n"
         'mkdir -p "$3/bin"\n'
-        "cat > \"$3/bin/pip\" <<'EOF'\n"
+        "for tool in pip python; do\n"
+        'cat > "$3/bin/$tool" <<EOF\n'
         "#!/bin/sh\n"
-        f'echo "$@" >> "{record}"\n'
+        f'echo "$tool \\$@" >> "{record}"\n'
         "EOF\n"
-        'chmod +x "$3/bin/pip"\n'
+        'chmod +x "$3/bin/$tool"\n'
+        "done\n"
     )
     stub.chmod(0o755)
     proc = subprocess.run(
@@ -133,6 +136,7 @@ def test_install_locked_uses_a_complete_wheelhouse_without_the_index(tmp_path: P
     proc, pip_args = run_install_locked(tmp_path, [".complete", "numpy-2.3.0-cp311.whl"])
     assert proc.returncode == 0, proc.stderr
     install = pip_args.splitlines()[0]
+    assert install.startswith("pip install ")
     assert "--no-index --find-links" in install
     assert "--index-url" not in install
     assert "--require-hashes" in install and "--only-binary=:all:" in install
@@ -145,6 +149,17 @@ def test_install_locked_uses_the_index_when_there_is_no_wheelhouse(tmp_path: Pat
     assert "--index-url http://127.0.0.1:1/simple/" in install
     assert "--no-index" not in install
     assert "--require-hashes" in install and "--only-binary=:all:" in install
+
+
+def test_install_locked_ships_bytecode_for_read_only_containers(tmp_path: Path) -> None:
+    """Compiled once at build time: a read-only container cannot write it, and compiling
+    numpy, scipy and scikit-learn at every start costs seconds of CPU."""
+    proc, args = run_install_locked(tmp_path, [".complete", "numpy-2.3.0-cp311.whl"])
+    assert proc.returncode == 0, proc.stderr
+    compile_line = args.splitlines()[-1]
+    assert compile_line.startswith("python -m compileall ")
+    assert "--invalidation-mode unchecked-hash" in compile_line
+    assert compile_line.endswith(f"{tmp_path / 'venv'}/lib")
 
 
 def test_install_locked_refuses_an_interrupted_wheelhouse_download(tmp_path: Path) -> None:
