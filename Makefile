@@ -165,6 +165,11 @@ rollout: venv ## Make a version current and switch the replicas one at a time: N
 	@# on a failure the previous version is made current again (scripts/rollout.py).
 	@$(MODEL_CLI) scripts.rollout --repository "$(MODELFLEET_MODEL_REPOSITORY)" "$$NAME" "$$VERSION"
 
+.PHONY: rollback
+rollback: venv ## Roll a model back to the version it came from (rollout history), as a rollout: NAME=
+	$(if $(NAME),,$(error usage: make rollback NAME=<name> [ROLLOUT_TIMEOUT=<seconds per replica, 60>]))
+	@$(MODEL_CLI) scripts.rollout --repository "$(MODELFLEET_MODEL_REPOSITORY)" --rollback "$$NAME"
+
 # ---- checks -------------------------------------------------------------------------------------
 
 .PHONY: lint

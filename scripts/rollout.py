@@ -16,6 +16,10 @@ switch the running replicas to it one at a time, rolling back on the first failu
    every answer of GET /models/NAME names VERSION, for at most ROLLOUT_TIMEOUT seconds (60).
 4. On the first failure the previous version is made current again, and every replica already
    switched, the failing one included, gets SIGHUP and is waited for: exit status 1.
+5. Every rollout that changed something is appended to the history ``<repo>/rollouts.jsonl``
+   (scripts/rollout_history.py). ``--rollback NAME`` (`make rollback NAME=`) rolls out, with
+   the same care, the version NAME came from when it last became current; a second rollback
+   returns to where the first started, as ``kubectl rollout undo`` does.
 
 One replica at a time, so that at most one is between versions at any moment and a version that
 does not load is caught on the first replica, before it reaches the others.
@@ -36,6 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_server.repository import Index, RepositoryError, load_index, set_current
+
+from scripts import rollout_history
+from scripts.rollout_history import Action, Entry
 
 OK, FAILED, REFUSED = 0, 1, 2
 
@@ -191,10 +198,29 @@ def rollout_lock(repo: Path, what: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def rollout(repo: Path, name: str, version: str, fleet: Fleet) -> int:
+def rollback_target(repo: Path, name: str) -> str:
+    """The version ``make rollback NAME=`` rolls out: the one ``name`` came from when it last
+    became current (the history's); Refused when there is none or it was removed since."""
+    index = load_index(repo)
+    if name not in index.models:
+        current_version(index, name, "")  # refuses, naming the known models
+    current = index.models[name].current
+    previous = rollout_history.previous_version(repo, name, current)
+    if previous is None:
+        raise Refused(
+            f"the rollout history ({rollout_history.HISTORY_FILE}) has no rollout that made "
+            f"{name} {current} current; roll out a version by name: make rollout NAME={name} "
+            "VERSION=<version>"
+        )
+    if previous not in index.models[name].versions:
+        raise Refused(f"{name} came from version {previous!r}, which was removed since")
+    return previous
+
+
+def rollout(repo: Path, name: str, version: str, fleet: Fleet, action: Action = "rollout") -> int:
     """Roll ``name`` ``version`` out to every replica; the exit status (Refused: nothing done)."""
     current_version(load_index(repo), name, version)
-    with rollout_lock(repo, f"{name} {version}"):
+    with rollout_lock(repo, f"{action} {name} {version}"):
         try:
             ids = fleet.replicas()
         except DockerError as exc:
@@ -208,18 +234,29 @@ def rollout(repo: Path, name: str, version: str, fleet: Fleet) -> int:
         previous = current_version(load_index(repo), name, version)
         set_current(repo, name, version)
         started = fleet.clock()
+
+        def history(outcome: rollout_history.Outcome, verdict: str) -> None:
+            seconds = fleet.clock() - started
+            entry = Entry(name, previous, version, action, outcome, verdict, len(ids), seconds)
+            rollout_history.record(repo, entry)
+
         for done, replica in enumerate(ids, 1):
             try:
                 seconds = fleet.switch(replica, name, version)
             except (DockerError, NotServing, KeyboardInterrupt) as exc:
                 outcome = roll_back(repo, name, previous, version, ids[:done], fleet)
                 why = str(exc) or "interrupted"
-                verdict = f"rollout {name} {version}: FAILED on replica {replica}: {why}; {outcome}"
+                verdict = (
+                    f"{action} {name} {version}: FAILED on replica {replica}: {why}; {outcome}"
+                )
                 print(verdict, file=sys.stderr, flush=True)
+                history("FAILED", verdict)
                 return FAILED
             print(f"  replica {replica}: serves {name} {version} after {seconds:.1f} s", flush=True)
         elapsed = fleet.clock() - started
-        print(f"rollout {name} {version}: OK on {len(ids)} replicas in {elapsed:.1f} s")
+        verdict = f"{action} {name} {version}: OK on {len(ids)} replicas in {elapsed:.1f} s"
+        print(verdict)
+        history("OK", verdict)
         return OK
 
 
@@ -248,9 +285,12 @@ def main(argv: Sequence[str] | None = None, docker: Docker = run_docker) -> int:
     """Command-line entry point; the exit status (0 rolled out, 1 rolled back, 2 refused)."""
     p = argparse.ArgumentParser(prog="rollout", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--repository", type=Path, default=Path("models"))
+    p.add_argument("--rollback", action="store_true", help="back to the version NAME came from")
     p.add_argument("name")
-    p.add_argument("version")
+    p.add_argument("version", nargs="?")
     args = p.parse_args(argv)
+    if args.rollback == (args.version is not None):
+        p.error("give NAME and VERSION, or --rollback and NAME alone")
     # The same default as compose.yaml's `name:`, so that `make up` and `make rollout` agree.
     project = os.environ.get("COMPOSE_PROJECT_NAME") or "modelfleet"
     raw = os.environ.get("ROLLOUT_TIMEOUT") or str(DEFAULT_TIMEOUT)
@@ -264,10 +304,14 @@ def main(argv: Sequence[str] | None = None, docker: Docker = run_docker) -> int:
             file=sys.stderr,
         )
         return REFUSED
+    fleet = Fleet(docker, project, timeout)
     try:
-        return rollout(args.repository, args.name, args.version, Fleet(docker, project, timeout))
+        if args.rollback:
+            target = rollback_target(args.repository, args.name)
+            return rollout(args.repository, args.name, target, fleet, action="rollback")
+        return rollout(args.repository, args.name, args.version, fleet)
     except (Refused, RepositoryError) as exc:
-        print(f"rollout: {exc}", file=sys.stderr)
+        print(f"{'rollback' if args.rollback else 'rollout'}: {exc}", file=sys.stderr)
         return REFUSED
 
 

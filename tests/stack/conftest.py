@@ -51,7 +51,9 @@ def stack() -> Iterator[Stack]:
     # out models (test_stack_own_models.py) never write into the committed ./models.
     repository = ROOT / "build" / f"models-{env['COMPOSE_PROJECT_NAME']}"
     shutil.rmtree(repository, ignore_errors=True)
-    shutil.copytree(ROOT / "models", repository, ignore=shutil.ignore_patterns(".*"))
+    shutil.copytree(
+        ROOT / "models", repository, ignore=shutil.ignore_patterns(".*", "rollouts.jsonl")
+    )
     env["MODELFLEET_MODEL_REPOSITORY"] = str(repository)
     st = Stack(ROOT, env)
     st.compose("down", "-v", "--remove-orphans", check=False)

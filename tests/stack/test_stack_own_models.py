@@ -229,3 +229,34 @@ def test_oip_v2_with_the_official_triton_and_kserve_clients(
         assert result[client]["predict"] == expected[0]
         flat = [p for row in expected[1] for p in row]
         assert result[client]["probabilities"] == flat
+
+
+def test_make_rollback_returns_to_the_version_the_model_came_from(
+    stack: Stack, own_model: tuple[Pipeline, pd.DataFrame, Load, str], tmp_path: Path
+) -> None:
+    """1.0.1 (the same estimator) rolled out, then `make rollback`: 1.0.0 answers again, and
+    the history beside the repository says both."""
+    estimator, features = own_model[0], own_model[1]
+    sio.dump(estimator, tmp_path / "parcels.skops")
+    features.to_csv(tmp_path / "parcels.csv", index=False)
+    packaged = stack.make(
+        "model-package",
+        f"ESTIMATOR={tmp_path / 'parcels.skops'}",
+        f"SAMPLE={tmp_path / 'parcels.csv'}",
+        f"NAME={NAME}",
+        "VERSION=1.0.1",
+    )
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+    rolled = stack.make("rollout", f"NAME={NAME}", "VERSION=1.0.1")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    back = stack.make("rollback", f"NAME={NAME}")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert f"rollback {NAME} {VERSION}: OK on 3 replicas" in back.stdout
+    answers = [requests.get(f"{stack.lb_url}/models/{NAME}", timeout=10) for _ in range(12)]
+    assert {a.headers["X-Model-Version"] for a in answers} == {VERSION}
+    lines = (stack.repository / "rollouts.jsonl").read_text().splitlines()
+    history = [(h["action"], h["from"], h["to"], h["outcome"]) for h in map(json.loads, lines)]
+    assert history[-2:] == [
+        ("rollout", VERSION, "1.0.1", "OK"),
+        ("rollback", "1.0.1", VERSION, "OK"),
+    ]
