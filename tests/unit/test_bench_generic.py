@@ -5,16 +5,15 @@ thresholds: only the arithmetic and the plumbing are asserted)."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-import bench.run
 from bench import generic, scenarios
 from bench.run import lb_scenarios, parse_args, wants_generic
+from tests.unit.bench_http import fake_wrk, run_bench
 
 
 @pytest.fixture(scope="module")
@@ -153,24 +152,14 @@ def test_make_bench_serves_the_generic_model_from_a_temporary_copy(
 ) -> None:
     """bench.run end to end on a real model server over the prepared copy, with a stand-in
     for wrk (2000 requests in one second); the copy is gone afterwards."""
-    from bench.wrk import FIELDS
-
-    raw = dict.fromkeys(FIELDS, 0)
-    raw.update(requests=2000, duration_us=1_000_000, latency_p50_us=500, latency_p99_us=900)
-    exe = tmp_path / "wrk"
-    exe.write_text(f"#!/bin/sh\necho 'BENCH_RESULT {json.dumps(raw)}'\n")
-    exe.chmod(0o755)
+    exe = fake_wrk(tmp_path)
     out, work = tmp_path / "reports" / "bench.json", tmp_path / "work"
     argv = [
         "--duration", "1", "--rounds", "1", "--warmup", "1", "--only", "single POST,parcels",
         "--lb", "off", "--wrk", str(exe), "--model-dir", str(model_dir), "--out", str(out),
         "--server-cpus", "", "--work-dir", str(work), "--in-process-seconds", "0.1",
     ]  # fmt: skip
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        assert bench.run.main(argv) == 0
-    finally:
-        signal.signal(signal.SIGTERM, handler)
+    assert run_bench(argv) == 0
     text = capsys.readouterr().out
     report = json.loads(out.read_text())
     pairs = [(r["scenario"], r["app"]) for r in report["results"]]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import bench.run
 from bench import BenchError, scenarios, table
 from bench.run import lb_scenarios, summarize
-from tests.unit.bench_http import serve
+from tests.unit.bench_http import fake_wrk, run_bench, serve
 
 
 def test_the_seed_models_give_the_requests_make_bench_has_always_sent(model_dir: Path) -> None:
@@ -194,22 +192,14 @@ def test_make_bench_measures_real_servers_and_writes_the_same_report(
 ) -> None:
     """bench.run end to end on the real three apps (gunicorn), with a stand-in for wrk that
     reports 2000 requests in one second: everything but the load itself is real."""
-    raw = {k: 0 for k in wrk_fields()}
-    raw.update(requests=2000, duration_us=1_000_000, latency_p50_us=500, latency_p99_us=900)
-    exe = tmp_path / "wrk"
-    exe.write_text(f"#!/bin/sh\necho 'BENCH_RESULT {json.dumps(raw)}'\n")
-    exe.chmod(0o755)
+    exe = fake_wrk(tmp_path)
     out = tmp_path / "reports" / "bench.json"
     argv = [
         "--duration", "1", "--rounds", "2", "--warmup", "1", "--only", "single GET,diabetes csv",
         "--lb", "off", "--wrk", str(exe), "--model-dir", str(model_dir), "--out", str(out),
         "--server-cpus", "",
     ]  # fmt: skip
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        assert bench.run.main(argv) == 0
-    finally:
-        signal.signal(signal.SIGTERM, handler)
+    assert run_bench(argv) == 0
     text = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert list(report) == [
@@ -232,9 +222,3 @@ def test_make_bench_measures_real_servers_and_writes_the_same_report(
     assert "where scenario" in " ".join(text.split())
     assert "Load balancer: skipped (--lb off)" in text
     assert (tmp_path / "reports" / "bench-logs" / "naive.log").is_file()
-
-
-def wrk_fields() -> tuple[str, ...]:
-    from bench.wrk import FIELDS
-
-    return FIELDS
