@@ -39,7 +39,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_server.repository import Index, RepositoryError, load_index, set_current
+from model_server.repository import (
+    Index,
+    ModelEntry,
+    RepositoryError,
+    load_index,
+    model_entry,
+    set_current,
+)
 
 from scripts import rollout_history
 from scripts.rollout_history import Action, Entry
@@ -166,15 +173,17 @@ class Fleet:
             self.sleep(POLL_INTERVAL)
 
 
+def known_model(index: Index, name: str, version: str | None = None) -> ModelEntry:
+    """``repository.model_entry``, refusing (nothing changed yet) what it does not find."""
+    try:
+        return model_entry(index, name, version)
+    except RepositoryError as exc:
+        raise Refused(str(exc)) from None
+
+
 def current_version(index: Index, name: str, version: str) -> str:
     """The current version of ``name``, after checking ``version`` is one of its versions."""
-    model = index.models.get(name)
-    if model is None:
-        known = ", ".join(sorted(index.models)) or "none"
-        raise Refused(f"no model {name!r} in the repository; known models: {known}")
-    if version not in model.versions:
-        raise Refused(f"{name} has no version {version!r}: versions {', '.join(model.versions)}")
-    return model.current
+    return known_model(index, name, version).current
 
 
 @contextlib.contextmanager
@@ -201,10 +210,8 @@ def rollout_lock(repo: Path, what: str) -> Iterator[None]:
 def rollback_target(repo: Path, name: str) -> str:
     """The version ``make rollback NAME=`` rolls out: the one ``name`` came from when it last
     became current (the history's); Refused when there is none or it was removed since."""
-    index = load_index(repo)
-    if name not in index.models:
-        current_version(index, name, "")  # refuses, naming the known models
-    current = index.models[name].current
+    model = known_model(load_index(repo), name)
+    current = model.current
     previous = rollout_history.previous_version(repo, name, current)
     if previous is None:
         raise Refused(
@@ -212,7 +219,7 @@ def rollback_target(repo: Path, name: str) -> str:
             f"{name} {current} current; roll out a version by name: make rollout NAME={name} "
             "VERSION=<version>"
         )
-    if previous not in index.models[name].versions:
+    if previous not in model.versions:
         raise Refused(f"{name} came from version {previous!r}, which was removed since")
     return previous
 

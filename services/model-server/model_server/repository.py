@@ -313,9 +313,7 @@ def set_current(repo: Path, name: str, version: str) -> Index:
     """
     with locked(repo):
         index = load_index(repo)
-        model = _model(index, name)
-        if version not in model.versions:
-            raise RepositoryError(f"{name} has no version {version!r}: {_versions(model)}")
+        model = model_entry(index, name, version)
         models = {**index.models, name: replace(model, current=version)}
         updated = replace(index, models=MappingProxyType(models))
         write_index(repo, updated)
@@ -334,9 +332,7 @@ def remove_version(repo: Path, name: str, version: str) -> Index:
     """
     with locked(repo):
         index = load_index(repo)
-        model = _model(index, name)
-        if version not in model.versions:
-            raise RepositoryError(f"{name} has no version {version!r}: {_versions(model)}")
+        model = model_entry(index, name, version)
         if version == model.current:
             raise RepositoryError(
                 f"{name} {version} is the current version; make another version current first"
@@ -354,16 +350,20 @@ def remove_version(repo: Path, name: str, version: str) -> Index:
     return updated
 
 
-def _model(index: Index, name: str) -> ModelEntry:
+def model_entry(index: Index, name: str, version: str | None = None) -> ModelEntry:
+    """``name``'s entry in ``index``, which must hold ``version`` too when one is given.
+
+    Raises:
+        RepositoryError: naming the known models, or the model's versions.
+    """
     model = index.models.get(name)
     if model is None:
         known = ", ".join(sorted(index.models)) or "none"
         raise RepositoryError(f"no model {name!r} in the repository; known models: {known}")
+    if version is not None and version not in model.versions:
+        versions = ", ".join(model.versions)
+        raise RepositoryError(f"{name} has no version {version!r}: versions {versions}")
     return model
-
-
-def _versions(model: ModelEntry) -> str:
-    return "versions " + ", ".join(model.versions)
 
 
 def _obj(value: object, path: str) -> dict[str, object]:
