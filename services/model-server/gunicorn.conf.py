@@ -82,12 +82,12 @@ keepalive = 75
 # inherited across fork; and a SIGHUP makes new workers load the newly pinned index.
 preload_app = False
 # But the modules are imported here, once, in the master: numpy, scipy, scikit-learn, Flask
-# and skops take about 4.5 s of CPU to import and the bundles 0.6 s to load, so a worker forked
-# from a master that imported them boots in about a second instead of five (ten times that on
-# a busy machine), which is what a rollout or a recycled worker waits for; their pages are
-# also shared copy-on-write between the workers. No model, metric or thread exists yet at
-# this point, and BLAS is single-threaded (OPENBLAS_NUM_THREADS=1), so nothing is forked that
-# must not be.
+# and skops take about 3 s of CPU to import (with the image's bytecode) and the bundles 0.6 s
+# to load, so a worker forked from a master that imported them boots in about a second
+# instead of four (ten times that on a busy machine), which is what a rollout or a recycled
+# worker waits for; their pages are also shared copy-on-write between the workers. No model,
+# metric or thread exists yet at this point, and BLAS is single-threaded
+# (OPENBLAS_NUM_THREADS=1), so nothing is forked that must not be.
 import model_server.app  # noqa: E402, F401
 import skops.io  # noqa: E402, F401
 
