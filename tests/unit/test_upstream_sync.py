@@ -486,3 +486,14 @@ def test_the_probe_tells_ready_unready_and_busy_apart(
     finally:
         listener.close()
     assert done.stdout.strip() == f"rc={expected}"
+
+
+def test_a_gateway_timeout_without_any_connection_is_unavailable_not_a_timeout() -> None:
+    """Replicas removed before upstream-sync's next round make connects time out (504); with
+    no try connected, no replica could take the request (503), unlike a missed deadline."""
+    pages = (SCRIPT.parent / "json-error-pages.conf").read_text()
+    common = (SCRIPT.parent / "common.conf").read_text()
+    assert "error_page 504 = $gateway_timeout_page;" in pages
+    mapping = common.split("map $upstream_connect_time $gateway_timeout_page {")[1].split("}")[0]
+    assert '"~^[-,: ]*$" /_errors/upstream_unavailable;' in mapping
+    assert "default      /_errors/upstream_timeout;" in mapping
