@@ -258,6 +258,18 @@ scaling-report: build loadgen-image ## Same bounded load on 1-4 capped replicas 
 	@# SCALING_USERS (20), SCALING_SECONDS (20): defaults and meaning in bench/scaling.py.
 	$(PY) -m bench.scaling run
 
+.PHONY: chaos
+chaos: venv ## Fault matrix on the running stack (kill, hung worker, DNS, 5x overload, ...): table, reports/chaos.json
+	@# CHAOS_FAULTS=kill,dns,... picks faults (default all): bench/chaos.py. Needs root (signals
+	@# to the containers' processes, iptables in the load balancer's network namespace).
+	@scripts/host.sh packages iptables nsenter:util-linux
+	$(PY) -m bench.chaos
+
+.PHONY: soak
+soak: venv ## Half the measured capacity on the running stack for 10 min: 0 failed, memory growth <= 10%
+	@# SOAK_SECONDS (600), SOAK_WARMUP (60), SOAK_FRACTION (0.5): bench/soak.py.
+	$(PY) -m bench.soak
+
 .PHONY: bench-peers
 bench-peers: venv ## Same diabetes model in ModelFleet, BentoML, MLflow (throwaway venvs), measured with wrk; reports/peers/
 	@scripts/host.sh packages wrk

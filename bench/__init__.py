@@ -16,12 +16,18 @@ Library (each module tested in tests/unit/test_bench_*.py):
 - :mod:`bench.models`: feature lists from the models' own metadata (a bundle's manifest, or a
   running server's ``GET /models``) and rows of the vendored data.
 
+- :mod:`bench.fleet`: a running stack driven from outside (compose, its containers and processes,
+  the load balancer's upstream state); :mod:`bench.traffic`: bounded client traffic through it.
+  The stack tests use both.
+- :mod:`bench.faults`: the fault matrix of ``make chaos``, each fault one table row.
+
 - :mod:`bench.generic`: ``make bench``'s generic model (a packaged scikit-learn Pipeline in a
   temporary copy of the repository) and its figures.
 
 Harnesses, run as modules from the repository root (the Makefile does): ``python -m bench.run``
 (``make bench``), ``python -m bench.memory`` (``make bench-memory``), ``python -m bench.peers``
-(``make bench-peers``), ``python -m bench.scaling`` (``make scaling-report``).
+(``make bench-peers``), ``python -m bench.scaling`` (``make scaling-report``), ``python -m
+bench.chaos`` (``make chaos``).
 """
 
 from __future__ import annotations

@@ -6,37 +6,20 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.stack.stackctl import Stack
+from tests.stack.stackctl import Stack, worker_pids
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 40  # bounded: 320 requests, each at most one deadline (10 s) late
-
-
-def _worker_pids(stack: Stack, container: str) -> list[int]:
-    """Host PIDs of the gunicorn workers of one replica.
-
-    The container's PID 1 is Docker's init (compose.yaml's ``init: true``), its child the
-    gunicorn master, and the master's children the workers.
-    """
-    init = stack.inspect([container])[0]["State"]["Pid"]
-    out = subprocess.run(
-        ["docker", "top", container, "-eo", "pid,ppid"],
-        capture_output=True, text=True, check=True, timeout=30,
-    ).stdout  # fmt: skip
-    parent = {int(pid): int(ppid) for pid, ppid in (line.split() for line in out.splitlines()[1:])}
-    masters = {pid for pid, ppid in parent.items() if ppid == init}
-    return sorted(pid for pid, ppid in parent.items() if ppid in masters)
 
 
 def test_a_hung_worker_costs_no_request_and_is_replaced(three_replicas: Stack) -> None:
     stack = three_replicas
     before = stack.log_count("WORKER TIMEOUT")
     container = stack.container_ids()[0]
-    hung = _worker_pids(stack, container)[0]
+    hung = worker_pids(stack, container)[0]
     os.kill(hung, signal.SIGSTOP)
     try:
         with ThreadPoolExecutor(CLIENTS) as pool:
@@ -56,4 +39,4 @@ def test_a_hung_worker_costs_no_request_and_is_replaced(three_replicas: Stack) -
     failed = [s for s in statuses if s != 200]
     assert failed == [], f"{len(failed)} of {len(statuses)} requests failed: {sorted(set(failed))}"
     assert stack.log_count("WORKER TIMEOUT") > before, "gunicorn did not replace the hung worker"
-    assert hung not in _worker_pids(stack, container)
+    assert hung not in worker_pids(stack, container)

@@ -4,104 +4,32 @@ probes keep answering, the upstream never changes and nothing restarts.
 
 CI-sized and bounded: 48 clients for 10 s sending 1,000-row batches to diabetes-gbt, twice the
 fleet's 24 admitted requests (3 replicas x 2 workers x 4 threads). Counts are asserted, never
-latencies (tests/stack/stackctl.py's ``overload`` measures those for reports).
+latencies (bench/traffic.py's ``overload`` measures those; make chaos prints them).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
-from bench import models
-from tests.stack.stackctl import Stack, overload
+from bench.compose import Project
+from bench.traffic import batch_body
+from tests.stack.stackctl import Prober, Stack, containers, overload, upstream_state
 
 CLIENTS = 48
 SECONDS = 10
 ROWS = 1000
 MODEL = "diabetes-gbt"
-
-#: Sourced from the lb container's upstream-sync: the very lookup and readiness probe (1 s) it
-#: renders the upstream from. One line per replica address: "<ip> <probe's status>" (0 ready,
-#: 1 not ready or unreachable, 2 no answer within the second: busy).
-PROBE = (
-    'source /usr/local/bin/upstream-sync; for ip in $(resolve); do probe "$ip"; echo "$ip $?"; done'
-)
-PROBE_OUTCOMES = {"0": "ok", "1": "fail", "2": "busy"}
-
-
-def batch(stack: Stack, rows: int = ROWS) -> bytes:
-    """``rows`` JSON records of the model's training data (the vendored CSV its manifest names,
-    cycled), its features named as the stack serves them."""
-    features = models.served_features(stack.lb_url)[MODEL]
-    manifest = requests.get(f"{stack.lb_url}/models/{MODEL}", timeout=10).json()
-    return json.dumps(models.data_rows(manifest["training_data"]["file"], features, rows)).encode()
-
-
-def lb_exec(stack: Stack, script: str) -> str:
-    lb = stack.container_ids("lb")[0]
-    return subprocess.run(
-        ["docker", "exec", lb, "bash", "-c", script],
-        capture_output=True, text=True, check=True, timeout=30,
-    ).stdout  # fmt: skip
-
-
-def upstream_state(stack: Stack) -> dict[str, float]:
-    """upstream-sync's exported state (lb:8081/upstream-sync/metrics), from its file."""
-    text = lb_exec(stack, "cat /run/nginx/upstream-sync.prom")
-    return {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
-
-
-def containers(stack: Stack) -> dict[str, tuple[int, str, bool]]:
-    """Every container of the project: restart count, start time, OOM-killed."""
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}"],
-        capture_output=True, text=True, check=True, timeout=30,
-    ).stdout.split()  # fmt: skip
-    return {
-        c["Name"]: (c["RestartCount"], c["State"]["StartedAt"], c["State"]["OOMKilled"])
-        for c in stack.inspect(ids)
-    }
-
-
-class Prober:
-    """Runs upstream-sync's readiness probe on every replica, round after round, until stopped."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.results: Counter = Counter()
-        self.by_replica: Counter = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for line in lb_exec(self.stack, PROBE).splitlines():
-                ip, status = line.split()
-                self.results[PROBE_OUTCOMES[status]] += 1
-                self.by_replica[ip, PROBE_OUTCOMES[status]] += 1
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> Prober:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
+JSON = {"Content-Type": "application/json"}
 
 
 def test_overload_is_shed_as_json_503_and_the_fleet_stays_up(three_replicas: Stack) -> None:
     stack = three_replicas
-    body = batch(stack)
+    body = batch_body(stack.lb_url, MODEL, ROWS)
     url = f"{stack.lb_url}/models/{MODEL}/predict"
     state_before = upstream_state(stack)
     changes_before = stack.log_count("upstream now", service="lb")
@@ -138,3 +66,53 @@ def test_overload_is_shed_as_json_503_and_the_fleet_stays_up(three_replicas: Sta
     # The fleet serves normally right after.
     time.sleep(1)
     assert set(stack.plumber_statuses(20)) == {200}
+
+
+def _statuses(url: str, body: bytes | None, clients: int, each: int) -> list[requests.Response]:
+    """``clients`` threads, each sending ``each`` requests (GET, or POST of ``body``) at once."""
+    answers: list[requests.Response] = []
+
+    def client() -> None:
+        with requests.Session() as s:
+            for _ in range(each):
+                if body is None:
+                    answers.append(s.get(url, timeout=30))
+                else:
+                    answers.append(s.post(url, data=body, headers=JSON, timeout=30))
+
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(client)
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("caps", "clients"),
+    [({"CLIENT_RATE": "5", "CLIENT_MAX_CONNS": "0"}, 1), ({"CLIENT_MAX_CONNS": "2"}, 8)],
+    ids=["rate", "connections"],
+)
+def test_per_client_caps_set_low_answer_json_429_with_retry_after(
+    stack: Stack, caps: dict[str, str], clients: int
+) -> None:
+    """The per-client caps (CLIENT_RATE, CLIENT_MAX_CONNS) are far above the project's own load
+    by default; set low, the front tier refuses one client's excess as JSON 429. The load
+    balancer is recreated with them for this test and restored after it."""
+    capped = Project({**stack.ctl.settings, **caps})
+    try:
+        capped.run("up", "-d", "--wait", "--no-deps", "lb", quiet=True, timeout=120)
+        if clients == 1:  # 30 plumber GETs in a row, far above 5 a second
+            answers = _statuses(stack.lb_url + stack.plumber_path, None, 1, 30)
+        else:  # 8 clients at once, each with 3 batches in a row
+            body = batch_body(stack.lb_url, MODEL, ROWS)
+            answers = _statuses(f"{stack.lb_url}/models/{MODEL}/predict", body, clients, 3)
+        statuses = Counter(r.status_code for r in answers)
+        print(f"{caps}: {dict(statuses)}")
+        assert statuses[200] >= 1 and statuses[429] >= 1, statuses
+        assert set(statuses) <= {200, 429}, statuses
+        for r in answers:
+            if r.status_code == 429:
+                assert r.headers["Retry-After"] == "1"
+                assert r.json()["error"]["code"] == "too_many_requests"
+    finally:
+        stack.compose("up", "-d", "--wait", "--no-deps", "lb", timeout=120)
+        stack.wait_for_replicas(3, timeout=60)

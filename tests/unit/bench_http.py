@@ -7,30 +7,42 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+#: A canned answer: (status, JSON body) or (status, JSON body, headers), or a callable giving
+#: one afresh for each request.
+Answer = tuple[Any, ...] | Callable[[], tuple[Any, ...]]
+
 
 @contextmanager
-def serve(routes: dict[str, tuple[int, Any]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """(base URL, requests seen): GET ``path`` answers ``routes[path]`` as (status, JSON)."""
+def serve(routes: dict[str, Answer]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(base URL, requests seen): a GET or POST to ``path`` is answered ``routes[path]``."""
     seen: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
-            seen.append({"path": url.path, "query": parse_qs(url.query)})
-            status, body = routes.get(url.path, (404, {"error": "not found"}))
-            data = json.dumps(body).encode()
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            seen.append({"path": url.path, "query": parse_qs(url.query), "method": self.command,
+                         "body": body})  # fmt: skip
+            answer = routes.get(url.path, (404, {"error": "not found"}))
+            status, payload, *headers = answer() if callable(answer) else answer
+            data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers[0] if headers else {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+
+        do_POST = do_GET
 
         def log_message(self, *args: object) -> None:
             pass

@@ -55,4 +55,6 @@ def test_any_api_path_returns_its_data() -> None:
     answer = {"status": "success", "data": {"activeTargets": [{"health": "up"}]}}
     with serve({"/api/v1/targets": (200, answer)}) as (url, seen):
         assert prom.Prometheus(url).api("/api/v1/targets", state="active") == answer["data"]
-    assert seen == [{"path": "/api/v1/targets", "query": {"state": ["active"]}}]
+    assert seen == [
+        {"path": "/api/v1/targets", "query": {"state": ["active"]}, "method": "GET", "body": b""}
+    ]
