@@ -170,6 +170,12 @@ rollback: venv ## Roll a model back to the version it came from (rollout history
 	$(if $(NAME),,$(error usage: make rollback NAME=<name> [ROLLOUT_TIMEOUT=<seconds per replica, 60>]))
 	@$(MODEL_CLI) scripts.rollout --repository "$(MODELFLEET_MODEL_REPOSITORY)" --rollback "$$NAME"
 
+# ---- beyond one machine (issue 14) ------------------------------------------------------------
+
+.PHONY: swarm-config
+swarm-config: venv ## Write build/swarm/stack.yaml: a Docker Swarm stack file from compose.yaml, and its gaps
+	$(PY) -m scripts.swarm_config
+
 # ---- checks -------------------------------------------------------------------------------------
 
 .PHONY: lint
@@ -179,7 +185,7 @@ lint: venv ## Static gates: ruff, mypy (strict on the prediction core), bandit, 
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict services/model-server/model_server/core \
 	  services/model-server/model_server/repository.py services/model-server/model_server/package*.py \
-	  scripts/rollout.py
+	  scripts/rollout.py scripts/swarm_config.py
 	@# Medium severity and up fail; a `# nosec` carries its reason on the line above.
 	$(VENV)/bin/bandit -q -r --severity-level medium services scripts bench monitoring
 	$(VENV)/bin/hadolint --no-color --config .hadolint.yaml $(wildcard */Dockerfile */*/Dockerfile)
