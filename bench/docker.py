@@ -85,6 +85,19 @@ class DockerEngine:
         except (OSError, KeyError, ValueError, TypeError):
             return None
 
+    def anonymous_bytes(self, container: str) -> float | None:
+        """Anonymous memory: what the container's processes hold themselves (heap, stacks),
+        without any page cache. What a leak grows; the working set also moves with file pages
+        being promoted to the active list (a recycled worker rereading its modules)."""
+        try:
+            stats = self._stats(container)["memory_stats"]["stats"]
+            for key in ("total_rss", "rss", "anon"):  # cgroup v1 (hierarchical, own), v2
+                if key in stats:
+                    return float(stats[key])
+        except (OSError, KeyError, ValueError, TypeError):
+            pass
+        return None
+
     def working_set_mib(self, project: str, services: tuple[str, ...]) -> float | None:
         """Summed working set of the project's containers of those services (None: unknown)."""
         total = 0.0

@@ -2,8 +2,9 @@
 worker recycling, and the replicas' memory over it (issue #11).
 
 First the capacity: :class:`bench.traffic.Load` unpaced for CAPACITY_SECONDS. Then the same
-traffic paced at SOAK_FRACTION of it for SOAK_SECONDS, while every replica's working set
-(``docker stats``'s figure, from the engine) is sampled. Promise: 0 failed requests, and no
+traffic paced at SOAK_FRACTION of it for SOAK_SECONDS, while every replica's anonymous memory
+(what its processes hold, without page cache: :meth:`bench.docker.DockerEngine.anonymous_bytes`)
+is sampled. Promise: 0 failed requests, and no
 replica's memory more than 10% above what it was at the end of the warm-up (SOAK_WARMUP
 seconds). Workers recycle after MODELFLEET_MAX_REQUESTS (with jitter) requests; the soak counts
 how often gunicorn did so, from the replicas' logs. The stack tests run a short one.
@@ -33,7 +34,7 @@ RECYCLED = "Autorestarting worker"
 
 @dataclass
 class MemorySeries:
-    """Working-set samples (seconds since the start, MiB) per replica container."""
+    """Anonymous-memory samples (seconds since the start, MiB) per replica container."""
 
     samples: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
 
@@ -55,11 +56,11 @@ class MemorySeries:
 def sample_memory(
     engine: DockerEngine, ids: list[str], series: MemorySeries, stop: threading.Event, every: float
 ) -> None:  # pragma: no cover - needs Docker; the soak stack test runs it
-    """Sample each container's working set every ``every`` seconds until ``stop``."""
+    """Sample each container's anonymous memory every ``every`` seconds until ``stop``."""
     started = time.monotonic()
     while not stop.is_set():
         for cid in ids:
-            mem = engine.memory_bytes(cid)
+            mem = engine.anonymous_bytes(cid)
             if mem is not None:
                 series.samples[cid].append((time.monotonic() - started, mem / 2**20))
         stop.wait(every)
@@ -73,8 +74,10 @@ def soak(
     threads: int = 4,
     capacity_seconds: float = 10,
     every: float = 5,
+    until_requests: int = 0,
 ) -> FaultResult:  # pragma: no cover - needs Docker; the soak stack test runs it
-    """Measure the capacity, then soak at ``fraction`` of it for ``seconds``."""
+    """Measure the capacity, then soak at ``fraction`` of it for ``seconds``, and on until
+    ``until_requests`` were sent (within 3x ``seconds``)."""
     with Load(
         stack.lb_url, threads=threads, max_requests=1_000_000, max_seconds=capacity_seconds
     ) as probe:
@@ -89,10 +92,16 @@ def soak(
         target=sample_memory, args=(DockerEngine(), ids, series, stop, every), daemon=True
     )
     sampler.start()
+    # At least `until_requests`, if that takes longer than `seconds` (up to 3x as long).
+    limit = 3 * seconds if until_requests else seconds
     with Load(
-        stack.lb_url, threads=threads, max_requests=10_000_000, max_seconds=seconds, rate=rate
+        stack.lb_url, threads=threads, max_requests=10_000_000, max_seconds=limit, rate=rate
     ) as load:
-        time.sleep(seconds)
+        started = time.monotonic()
+        while time.monotonic() - started < limit and not (
+            time.monotonic() - started >= seconds and load.result.total >= until_requests
+        ):
+            time.sleep(0.5)
     stop.set()
     sampler.join(timeout=30)
     recycled = stack.log_count(RECYCLED) - recycled_before
@@ -108,7 +117,7 @@ def soak(
         )
     mib = {cid[:12]: round(points[-1][1]) for cid, points in series.samples.items() if points}
     return from_load(
-        f"soak {seconds:.0f} s at {fraction:.0%} capacity",
+        f"soak {time.monotonic() - started:.0f} s at {fraction:.0%} capacity",
         load.result,
         None,
         problems=problems,

@@ -24,9 +24,12 @@ CONTAINERS = [
 STATS = {
     "aaa": {
         "cpu_stats": {"cpu_usage": {"total_usage": 2_500_000_000}},
-        "memory_stats": {"usage": 300 * 2**20, "stats": {"inactive_file": 100 * 2**20}},
+        "memory_stats": {
+            "usage": 300 * 2**20,
+            "stats": {"inactive_file": 100 * 2**20, "total_rss": 120 * 2**20, "rss": 1},
+        },
     },
-    "bbb": {"memory_stats": {"usage": 50 * 2**20, "stats": {"total_inactive_file": 0}}},
+    "bbb": {"memory_stats": {"usage": 50 * 2**20, "stats": {"total_inactive_file": 0, "anon": 7}}},
 }
 
 
@@ -93,6 +96,14 @@ def test_the_working_set_leaves_out_reclaimable_page_cache(engine: docker.Docker
     assert engine.memory_bytes("ccc") is None
     assert engine.working_set_mib("mf-x", ("model", "lb")) == 250.0
     assert engine.working_set_mib("mf-x", ("model", "?")) is None  # ccc unknown: no total
+
+
+def test_anonymous_memory_is_cgroup_v1s_hierarchical_rss_or_v2s_anon(
+    engine: docker.DockerEngine,
+) -> None:
+    assert engine.anonymous_bytes("aaa") == 120 * 2**20
+    assert engine.anonymous_bytes("bbb") == 7
+    assert engine.anonymous_bytes("ccc") is None
 
 
 def test_cpu_is_read_from_the_cgroup_first_when_this_host_shows_it(
