@@ -102,10 +102,14 @@ def replica_env(stack: Stack, name: str) -> str:
 
 
 def admission(stack: Stack) -> int:
-    """Requests the fleet admits at once: replicas x workers x threads (nginx's max_conns)."""
-    per_replica = int(replica_env(stack, "MODELFLEET_WORKERS")) * int(
-        replica_env(stack, "MODELFLEET_THREADS")
-    )
+    """Requests the fleet admits at once: replicas x the load balancer's max_conns per replica
+    (UPSTREAM_MAX_CONNS; when empty or 0, the replicas' workers x threads)."""
+    lb_env = stack.inspect(stack.container_ids("lb"))[0]["Config"]["Env"]
+    per_replica = int(dict(e.split("=", 1) for e in lb_env).get("UPSTREAM_MAX_CONNS") or 0)
+    if not per_replica:
+        per_replica = int(replica_env(stack, "MODELFLEET_WORKERS")) * int(
+            replica_env(stack, "MODELFLEET_THREADS")
+        )
     return len(stack.container_ids()) * per_replica
 
 
