@@ -3,8 +3,7 @@ balancer, switch their version, and probe what they serve (scripts/rollout.py dr
 
 A switch replaces the replica's gunicorn workers (SIGHUP). gunicorn stops the old workers as
 soon as it has forked the new ones, and the new ones load every model before they accept: on a
-busy replica the requests in between waited in its backlog for up to seconds (a p99 of 231 ms
-against 8 ms, enough to fail a good version's latency gate). So a replica is first drained:
+busy replica the requests in between wait in its backlog. So a replica is first drained:
 its readiness answers 503 ``draining``, upstream-sync takes it out of the load balancer, and
 only then is it switched; it is put back once it serves the new version. With one replica
 there is nowhere else to send its traffic, and it is switched in place.
