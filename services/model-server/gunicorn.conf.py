@@ -19,7 +19,7 @@ from pathlib import Path
 # the directory this file lives in (/app in the image), whatever the working directory.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from model_server import gunicorn_errors, probes
+from model_server import gunicorn_errors, gunicorn_response, probes
 from model_server.metrics import mark_process_dead
 from model_server.repository import pin_index
 from model_server.settings import Settings
@@ -37,6 +37,9 @@ os.environ["MODELFLEET_INDEX_FILE"] = str(
 
 # gunicorn's own refusals (malformed HTTP, limits below) answer JSON, not an HTML page.
 gunicorn_errors.install()
+# An answer's head and body leave in one write, so a replica dying mid-answer leaves none half
+# sent (model_server/gunicorn_response.py).
+gunicorn_response.install()
 # The same limits as nginx's (nginx/common.conf: a request line or header line fits in 8 KiB,
 # all headers in 32 KiB), so a request the load balancer accepts is never refused here. The
 # field count is not limited by nginx, only the total size: allow the most gunicorn can.

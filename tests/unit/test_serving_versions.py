@@ -239,6 +239,8 @@ def wait_refused(port: int, timeout: float = 10) -> bool:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         except ConnectionRefusedError:
             return True
+        except ConnectionResetError:
+            pass  # queued while the last descriptor of the socket was being closed
         time.sleep(0.1)
     return False
 
