@@ -20,9 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from model_server.repository import HISTORY_FILE
-
-__all__ = ["HISTORY_FILE", "Entry", "entries", "previous_version", "record"]
+HISTORY_FILE = "rollouts.jsonl"
 
 Action = Literal["rollout", "rollback"]
 Outcome = Literal["OK", "FAILED"]
