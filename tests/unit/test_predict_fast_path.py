@@ -120,3 +120,45 @@ def test_only_exact_linear_types_take_the_fast_path() -> None:
     assert linear_parts(LinearRegression().fit(x, [[1.0, 2.0]] * 3)) is None  # two outputs
     multi = LogisticRegression().fit(np.arange(6.0).reshape(-1, 1), [0, 0, 1, 1, 2, 2])
     assert linear_parts(multi) is None
+
+
+@pytest.mark.parametrize("n", [1, 2, 1000])
+def test_a_packaged_binary_logistic_regression_answers_as_its_predict_and_predict_proba(
+    n: int,
+) -> None:
+    """Without a threshold (a packaged model): classes from ``predict``, per-class
+    probabilities from ``predict_proba``, as scikit-learn gives them on the named DataFrame it
+    was fitted on."""
+    import pandas as pd
+
+    rng = np.random.default_rng(n)
+    names = ["a", "b"]
+    fit_x = pd.DataFrame(rng.normal(size=(200, 2)), columns=names)
+    model = LogisticRegression().fit(fit_x, np.where(fit_x["a"] + fit_x["b"] > 0, "up", "down"))
+    features = tuple(
+        NumericFeature(name=c, type="number", description="", min=-1e9, max=1e9) for c in names
+    )
+    manifest = Manifest(
+        name="t",
+        version="1",
+        task="classification",
+        description="",
+        estimator="sklearn.linear_model._logistic.LogisticRegression",
+        features=features,
+        target=Target(name="y", positive_class=None, answers=None, classes=("down", "up")),
+        threshold=None,
+        training=Training(rows=200, split="none"),
+        metrics={},
+        training_data=DataFile(file="t.csv", sha256="0" * 64),
+        artifact=Artifact(file="model.skops", format="skops", sha256="0" * 64),
+        libraries={"scikit-learn": "1.9.1"},
+    )
+    bundle = Bundle(manifest, model, Schema.from_features(list(features)), "0" * 64, Path("t"))
+    predictor = Predictor(bundle)
+    assert linear_parts(model) is not None
+    x = rng.normal(scale=3, size=(n, 2))
+    frame = pd.DataFrame(x, columns=names)
+    result = predictor.predict(np.ascontiguousarray(x))
+    assert result.predictions == model.predict(frame).tolist()
+    assert result.class_probabilities == model.predict_proba(frame).tolist()
+    assert result.labels == ("down", "up")

@@ -10,4 +10,9 @@ The package is split in two layers:
 ``model_server.app.create_app`` wires the two together from a ``Settings`` object.
 """
 
+from model_server import blas
+
+# Before any module of the package imports numpy (model_server/blas.py).
+blas.pin()
+
 __version__ = "1.0.0"
