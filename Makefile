@@ -121,8 +121,9 @@ models: venv ## Retrain the seed models into ./models (committed; a unit test ch
 	PYTHONPATH=services/model-server $(PY) -m model_server.train --data data --out models
 
 .PHONY: serve
-serve: venv ## Run one model server on 127.0.0.1:8000 without Docker, serving ./models
+serve: venv ## Run one model server on 127.0.0.1:8000 (probes also on :8001) without Docker, serving ./models
 	cd services/model-server && env -u PROMETHEUS_MULTIPROC_DIR MODELFLEET_MODEL_DIR=../../models \
+	  MODELFLEET_PROBE_PORT=8001 \
 	  ../../$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8000 \
 	  'model_server.app:create_app()'
 

@@ -95,17 +95,24 @@ def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.5) ->
     return check()
 
 
+def service_env(stack: Stack, name: str, service: str = "model") -> str | None:
+    """A setting as the service's first running container got it (its environment), or None."""
+    env = stack.inspect(stack.container_ids(service)[:1])[0]["Config"]["Env"]
+    return dict(e.split("=", 1) for e in env).get(name)
+
+
 def replica_env(stack: Stack, name: str) -> str:
-    """A setting as the first running replica got it (its container's environment)."""
-    env = stack.inspect(stack.container_ids()[:1])[0]["Config"]["Env"]
-    return dict(e.split("=", 1) for e in env)[name]
+    """A setting as the first running replica got it; KeyError if it has none."""
+    value = service_env(stack, name)
+    if value is None:
+        raise KeyError(name)
+    return value
 
 
 def admission(stack: Stack) -> int:
     """Requests the fleet admits at once: replicas x the load balancer's max_conns per replica
     (UPSTREAM_MAX_CONNS; when empty or 0, the replicas' workers x threads)."""
-    lb_env = stack.inspect(stack.container_ids("lb"))[0]["Config"]["Env"]
-    per_replica = int(dict(e.split("=", 1) for e in lb_env).get("UPSTREAM_MAX_CONNS") or 0)
+    per_replica = int(service_env(stack, "UPSTREAM_MAX_CONNS", "lb") or 0)
     if not per_replica:
         per_replica = int(replica_env(stack, "MODELFLEET_WORKERS")) * int(
             replica_env(stack, "MODELFLEET_THREADS")

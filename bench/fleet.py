@@ -58,6 +58,8 @@ class Stack:
             **os.environ,
             "MODELFLEET_MODEL_REPOSITORY": str(self.repository),
             "COMPOSE_PROJECT_NAME": self.project,
+            # make rollout reads its gates from this stack's Prometheus.
+            "PROMETHEUS_PORT": self.prometheus_url.rsplit(":", 1)[1],
         }
         return subprocess.run(
             ["make", "-s", *args],

@@ -50,7 +50,7 @@ import requests
 from bench import ROOT, BenchError, models, wrk
 from bench.compose import Project
 from bench.docker import DockerEngine
-from bench.procs import Process, stop_all, taskset, tree_rss_mib
+from bench.procs import Process, free_port, stop_all, taskset, tree_rss_mib
 
 BUILD = ROOT / "build" / "peers"
 OUT = ROOT / "reports" / "peers"
@@ -283,7 +283,7 @@ def measure(
          "--bind", mf.url.removeprefix("http://"), "model_server.app:create_app()"],
         ROOT / "services" / "model-server",
         {"MODELFLEET_MODEL_DIR": str(ROOT / "models"), "MODELFLEET_WORKERS": WORKERS,
-         "PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
+         "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "MODELFLEET_PROBE_PORT": str(free_port())},
         logs,
     )  # fmt: skip
     bento.proc = server(

@@ -111,6 +111,8 @@ def app_process(name: str, args: argparse.Namespace, port: int, logs: Path, tmp:
         "MODELFLEET_WORKERS": str(args.workers),
         "MODELFLEET_THREADS": str(args.threads),
         "MODELFLEET_REPLICA_ID": f"bench-{name}",
+        # Probes on a port of their own, as served; each app its own (they run side by side).
+        "MODELFLEET_PROBE_PORT": str(free_port()),
         "MODELFLEET_ACCESS_LOG": "false",
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "OPENBLAS_NUM_THREADS": "1",

@@ -98,8 +98,8 @@ def soak(
         stack.lb_url, threads=threads, max_requests=10_000_000, max_seconds=limit, rate=rate
     ) as load:
         started = time.monotonic()
-        while time.monotonic() - started < limit and not (
-            time.monotonic() - started >= seconds and load.result.total >= until_requests
+        while (elapsed := time.monotonic() - started) < limit and not (
+            elapsed >= seconds and load.result.total >= until_requests
         ):
             time.sleep(0.5)
     stop.set()

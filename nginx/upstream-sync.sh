@@ -22,6 +22,10 @@ SERVICE="${UPSTREAM_SERVICE:-model}"
 PORT="${UPSTREAM_PORT:-8080}"
 INTERVAL="${UPSTREAM_SYNC_INTERVAL:-2}"
 PROBE_PATH="${UPSTREAM_PROBE_PATH:-/readyz}"
+# The replicas answer probes on a port of their own, outside their prediction threads
+# (model_server/probes.py), so a probe never waits behind predictions; 0: the serving port.
+PROBE_PORT="${MODELFLEET_PROBE_PORT:-8081}"
+[ "$PROBE_PORT" = 0 ] && PROBE_PORT="$PORT"
 # Rounds in a row a replica in the upstream may fail its probe by timing out (busy, see render)
 # before it is taken out: 5 rounds, 10 s at the default interval.
 BUSY_ROUNDS="${UPSTREAM_PROBE_BUSY_ROUNDS:-5}"
@@ -77,7 +81,7 @@ probe() {
   answer=$(timeout 1 bash -c '
     exec 3<>"/dev/tcp/$1/$2" || exit 1
     printf "GET %s HTTP/1.0\r\nHost: upstream-sync\r\n\r\n" "$3" >&3
-    head -c 12 <&3' _ "$1" "$PORT" "$PROBE_PATH" 2>/dev/null)
+    head -c 12 <&3' _ "$1" "$PROBE_PORT" "$PROBE_PATH" 2>/dev/null)
   rc=$?
   [[ $answer == *" 200"* ]] && return 0
   [ "$rc" -eq 124 ] && return 2

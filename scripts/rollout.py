@@ -30,11 +30,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import json
+import functools
+import math
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,129 +47,32 @@ from model_server.repository import (
     set_current,
 )
 
-from scripts import rollout_history
+from scripts import rollout_gates, rollout_history
+from scripts.rollout_fleet import HUP as HUP
+from scripts.rollout_fleet import PROBE as PROBE
+from scripts.rollout_fleet import SERVICE, DockerError, Fleet, NotServing
+from scripts.rollout_fleet import Docker as Docker
+from scripts.rollout_fleet import run_docker as run_docker
+from scripts.rollout_gates import GATES, GateFailed, Query
 from scripts.rollout_history import Action, Entry
 
 OK, FAILED, REFUSED = 0, 1, 2
-
-#: SIGHUP to the container's init (docker-init, which passes it to the gunicorn master), sent
-#: from inside. Not ``docker kill --signal HUP``: Docker marks a container signalled that way as
-#: stopped by hand, so its ``unless-stopped`` policy no longer restarts it when it later crashes
-#: (moby/moby#41302, still so in Docker 20.10 here: a replica killed after a rollout stayed
-#: down). bash's builtin ``kill``: the slim image has no /bin/kill.
-HUP = ("bash", "-c", "kill -HUP 1")
 LOCK_FILE = ".rollout.lock"
 DEFAULT_TIMEOUT = 60.0
-SERVICE = "model"
-#: Seconds between two probes of a replica that does not serve the version yet.
-POLL_INTERVAL = 0.5
-#: Seconds one docker command may take (a probe is at most 9 requests of at most 2 s each).
-DOCKER_TIMEOUT = 30.0
-#: Answers asked per probe: a replica's old workers finish their requests after its new ones
-#: start, so one answer says nothing about the replica's other workers.
-PROBE_REQUESTS = 8
-# Run inside a replica as `python3 -c PROBE NAME`; prints {"ready": bool, "versions": [...]}. A
-# refused or failed request (workers being replaced) is an answer too (None, or the HTTP status
-# and error code of a refusal, e.g. "HTTP 503 model_unavailable" for a version that did not
-# load), never an error, so that the caller keeps polling until its timeout.
-PROBE = f"""
-import json, sys, urllib.error, urllib.request
-def get(path):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:8080" + path, timeout=2) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as refused:
-        try:
-            return refused.code, json.load(refused)
-        except Exception:
-            return refused.code, {{}}
-    except Exception:
-        return None, {{}}
-def version(status, body):
-    if status == 200:
-        return body.get("version")
-    error = body.get("error")
-    code = error.get("code") if isinstance(error, dict) else None
-    return None if status is None else f"HTTP {{status}} {{code or ''}}".strip()
-ready = get("/readyz")[0] == 200
-versions = [version(*get("/models/" + sys.argv[1])) for _ in range({PROBE_REQUESTS})]
-print(json.dumps({{"ready": ready, "versions": versions}}))
-"""
-
-#: ``docker(args, timeout)``: the standard output of ``docker <args>``; DockerError if it fails.
-Docker = Callable[[Sequence[str], float], str]
 
 
 class Refused(Exception):
     """A rollout that cannot start; nothing was changed. The message is one line."""
 
 
-class DockerError(RuntimeError):
-    """A docker command failed or timed out; the message is one line."""
-
-
-class NotServing(RuntimeError):
-    """A replica did not serve the version in time; the message says what it answered."""
-
-
-def run_docker(args: Sequence[str], timeout: float) -> str:
-    """Run ``docker <args>`` (an argument list, no shell) and return its standard output."""
-    try:
-        proc = subprocess.run(
-            ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise DockerError(f"docker {args[0]} timed out after {timeout:g} s") from None
-    except OSError as exc:
-        raise DockerError(f"docker: {exc.strerror or exc}") from None
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
-        raise DockerError(f"docker {args[0]}: {lines[-1]}")
-    return proc.stdout
-
-
 @dataclass(frozen=True)
-class Fleet:
-    """A compose project's replicas: docker, the wait per replica, and the clock to wait by."""
+class Bake:
+    """How each step bakes: ``seconds`` (ROLLOUT_BAKE; 0 bakes nothing), ``limit`` (seconds a
+    step waits for enough traffic to judge, ROLLOUT_BAKE_LIMIT) and the gates' Prometheus."""
 
-    docker: Docker
-    project: str
-    timeout: float
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-    def replicas(self) -> list[str]:
-        """The ids of the project's running model containers (compose labels them)."""
-        filters = [
-            f"label=com.docker.compose.project={self.project}",
-            f"label=com.docker.compose.service={SERVICE}",
-        ]
-        args = ["ps", "-q", *(a for f in filters for a in ("--filter", f))]
-        return self.docker(args, DOCKER_TIMEOUT).split()
-
-    def switch(self, replica: str, name: str, version: str) -> float:
-        """SIGHUP ``replica``, then probe it until it is ready and every answer names ``version``.
-
-        Returns the seconds it took. Raises DockerError if the signal cannot be sent, NotServing
-        after ``timeout`` seconds, saying what the replica answered last.
-        """
-        start = self.clock()
-        self.docker(["exec", replica, *HUP], DOCKER_TIMEOUT)
-        probe = ["exec", replica, "python3", "-c", PROBE, name]
-        while True:
-            try:
-                answer = json.loads(self.docker(probe, DOCKER_TIMEOUT))
-                versions = set(answer["versions"])
-                if answer["ready"] and versions == {version}:
-                    return self.clock() - start
-                served = ", ".join(sorted("no answer" if v is None else str(v) for v in versions))
-                last = f"answers {served}" if answer["ready"] else "not ready (/readyz)"
-            except (DockerError, ValueError, KeyError, TypeError) as exc:
-                # A container being restarted, or a garbled probe: poll on until the timeout.
-                last = str(exc)
-            if self.clock() - start >= self.timeout:
-                raise NotServing(f"not serving {version} after {self.timeout:g} s ({last})")
-            self.sleep(POLL_INTERVAL)
+    seconds: float
+    limit: float
+    query: Query
 
 
 def known_model(index: Index, name: str, version: str | None = None) -> ModelEntry:
@@ -224,8 +126,20 @@ def rollback_target(repo: Path, name: str) -> str:
     return previous
 
 
-def rollout(repo: Path, name: str, version: str, fleet: Fleet, action: Action = "rollout") -> int:
-    """Roll ``name`` ``version`` out to every replica; the exit status (Refused: nothing done)."""
+def rollout(
+    repo: Path,
+    name: str,
+    version: str,
+    fleet: Fleet,
+    action: Action = "rollout",
+    gates: Bake | None = None,
+) -> int:
+    """Roll ``name`` ``version`` out to every replica; the exit status (Refused: nothing done).
+
+    With ``gates``, every step but the last bakes (rollout_gates.bake): the candidate replicas
+    are compared with the stable ones on the same traffic, and a failing gate rolls back. The
+    last step has no stable replica left to compare with; it waits for readiness only.
+    """
     current_version(load_index(repo), name, version)
     with rollout_lock(repo, f"{action} {name} {version}"):
         try:
@@ -247,11 +161,33 @@ def rollout(repo: Path, name: str, version: str, fleet: Fleet, action: Action = 
             entry = Entry(name, previous, version, action, outcome, verdict, len(ids), seconds)
             rollout_history.record(repo, entry)
 
+        baking = gates if gates is not None and gates.seconds > 0 else None
+        if baking is not None and (previous == version or len(ids) < 2):
+            why = f"{version} was current already" if previous == version else "one replica"
+            print(f"  gates not run: {why}, no stable version to compare with", flush=True)
+            baking = None
+        passed = ""
+        # One replica has nowhere to send its traffic while it switches: switched in place.
+        drain = len(ids) > 1
         for done, replica in enumerate(ids, 1):
             try:
-                seconds = fleet.switch(replica, name, version)
-            except (DockerError, NotServing, KeyboardInterrupt) as exc:
-                outcome = roll_back(repo, name, previous, version, ids[:done], fleet)
+                seconds = fleet.switch(replica, name, version, drain)
+                print(
+                    f"  replica {replica}: serves {name} {version} after {seconds:.1f} s",
+                    flush=True,
+                )
+                if baking is not None and done < len(ids):
+                    reading, baked = rollout_gates.bake(
+                        lambda: rollout_gates.read(baking.query, name, version),
+                        baking.seconds,
+                        baking.limit,
+                        fleet.clock,
+                        fleet.sleep,
+                    )
+                    passed = ", ".join(reading.describe(g) for g in GATES)
+                    print(f"  baked {baked:.0f} s on {done} of {len(ids)}: {passed}", flush=True)
+            except (DockerError, NotServing, GateFailed, KeyboardInterrupt) as exc:
+                outcome = roll_back(repo, name, previous, version, ids[:done], fleet, drain)
                 why = str(exc) or "interrupted"
                 verdict = (
                     f"{action} {name} {version}: FAILED on replica {replica}: {why}; {outcome}"
@@ -259,36 +195,84 @@ def rollout(repo: Path, name: str, version: str, fleet: Fleet, action: Action = 
                 print(verdict, file=sys.stderr, flush=True)
                 history("FAILED", verdict)
                 return FAILED
-            print(f"  replica {replica}: serves {name} {version} after {seconds:.1f} s", flush=True)
         elapsed = fleet.clock() - started
         verdict = f"{action} {name} {version}: OK on {len(ids)} replicas in {elapsed:.1f} s"
+        if passed:
+            verdict += f" (gates at the last bake: {passed})"
         print(verdict)
         history("OK", verdict)
         return OK
 
 
 def roll_back(
-    repo: Path, name: str, previous: str, version: str, switched: Sequence[str], fleet: Fleet
+    repo: Path,
+    name: str,
+    previous: str,
+    version: str,
+    switched: Sequence[str],
+    fleet: Fleet,
+    drain: bool = False,
 ) -> str:
-    """Make ``previous`` current again and bring ``switched`` back to it; says how it went."""
+    """Make ``previous`` current again and bring ``switched`` back to it; says how it went.
+
+    With ``drain``, every switched replica is drained at once first, so the load balancer
+    sends the failed version nothing more while they switch back one by one, and put back
+    after (also when there is nothing to roll back: a failed step leaves its replica drained).
+    """
+    problems: list[str] = []
+    started = fleet.clock()
+
+    def attempt(what: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except (DockerError, NotServing) as exc:
+            problems.append(f"{what}: {exc}")
+
     if previous == version:
-        return f"{version} was current already, nothing to roll back"
+        if drain:
+            attempt("undraining", lambda: fleet.undrain(switched))
+        return f"{version} was current already, nothing to roll back" + "".join(
+            f"; {p}" for p in problems
+        )
     try:
         set_current(repo, name, previous)
     except RepositoryError as exc:  # e.g. the previous version was removed meanwhile
-        return f"rollback to {previous} FAILED: {exc}"
-    problems = []
+        if drain:
+            attempt("undraining", lambda: fleet.undrain(switched))
+        return f"rollback to {previous} FAILED: {exc}" + "".join(f"; {p}" for p in problems)
+    out = None
+    if drain:
+        attempt("draining", lambda: fleet.drain(switched))
+        out = fleet.clock() - started
     for replica in switched:
-        try:
-            fleet.switch(replica, name, previous)
-        except (DockerError, NotServing) as exc:
-            problems.append(f"replica {replica}: {exc}")
+        attempt(f"replica {replica}", functools.partial(fleet.switch, replica, name, previous))
+    if drain:
+        attempt("undraining", lambda: fleet.undrain(switched))
     if problems:
         return f"rolled back to {previous} in the index, but " + "; ".join(problems)
-    return f"rolled back to {previous}"
+    # Until every switched replica answers with the previous version only; with drain, the
+    # load balancer sent the failed version nothing more after the first figure.
+    took = f"rolled back to {previous} in {fleet.clock() - started:.1f} s"
+    return took if out is None else f"{took} (no requests to {version} after {out:.1f} s)"
 
 
-def main(argv: Sequence[str] | None = None, docker: Docker = run_docker) -> int:
+def seconds_setting(name: str, default: float, zero: bool = False) -> float:
+    """The environment variable ``name`` as seconds (``default`` when unset or empty);
+    ValueError saying what is wrong unless it is positive (or 0, with ``zero``)."""
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 if zero else value > 0):  # also refuses nan
+        kind = "0 or a positive" if zero else "a positive"
+        raise ValueError(f"{name} must be {kind} number of seconds, not {raw!r}")
+    return value
+
+
+def main(
+    argv: Sequence[str] | None = None, docker: Docker = run_docker, query: Query | None = None
+) -> int:
     """Command-line entry point; the exit status (0 rolled out, 1 rolled back, 2 refused)."""
     p = argparse.ArgumentParser(prog="rollout", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--repository", type=Path, default=Path("models"))
@@ -300,23 +284,21 @@ def main(argv: Sequence[str] | None = None, docker: Docker = run_docker) -> int:
         p.error("give NAME and VERSION, or --rollback and NAME alone")
     # The same default as compose.yaml's `name:`, so that `make up` and `make rollout` agree.
     project = os.environ.get("COMPOSE_PROJECT_NAME") or "modelfleet"
-    raw = os.environ.get("ROLLOUT_TIMEOUT") or str(DEFAULT_TIMEOUT)
     try:
-        timeout = float(raw)
-        if not timeout > 0:  # also refuses nan
-            raise ValueError(raw)
-    except ValueError:
-        print(
-            f"rollout: ROLLOUT_TIMEOUT must be a positive number of seconds, not {raw!r}",
-            file=sys.stderr,
-        )
+        timeout = seconds_setting("ROLLOUT_TIMEOUT", DEFAULT_TIMEOUT)
+        bake = seconds_setting("ROLLOUT_BAKE", rollout_gates.DEFAULT_BAKE, zero=True)
+        limit = seconds_setting("ROLLOUT_BAKE_LIMIT", rollout_gates.DEFAULT_LIMIT)
+    except ValueError as exc:
+        print(f"rollout: {exc}", file=sys.stderr)
         return REFUSED
     fleet = Fleet(docker, project, timeout)
+    prometheus = f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT') or '9090'}"
+    gates = Bake(bake, limit, query or rollout_gates.prometheus_query(prometheus))
     try:
         if args.rollback:
             target = rollback_target(args.repository, args.name)
-            return rollout(args.repository, args.name, target, fleet, action="rollback")
-        return rollout(args.repository, args.name, args.version, fleet)
+            return rollout(args.repository, args.name, target, fleet, "rollback", gates)
+        return rollout(args.repository, args.name, args.version, fleet, gates=gates)
     except (Refused, RepositoryError) as exc:
         print(f"{'rollback' if args.rollback else 'rollout'}: {exc}", file=sys.stderr)
         return REFUSED

@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-HISTORY_FILE = "rollouts.jsonl"
+from model_server.repository import HISTORY_FILE
+
+__all__ = ["HISTORY_FILE", "Entry", "entries", "previous_version", "record"]
 
 Action = Literal["rollout", "rollback"]
 Outcome = Literal["OK", "FAILED"]

@@ -19,7 +19,7 @@ from pathlib import Path
 # the directory this file lives in (/app in the image), whatever the working directory.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from model_server import gunicorn_errors
+from model_server import gunicorn_errors, gunicorn_response, probes
 from model_server.metrics import mark_process_dead
 from model_server.repository import pin_index
 from model_server.settings import Settings
@@ -37,6 +37,9 @@ os.environ["MODELFLEET_INDEX_FILE"] = str(
 
 # gunicorn's own refusals (malformed HTTP, limits below) answer JSON, not an HTML page.
 gunicorn_errors.install()
+# An answer's head and body leave in one write, so a replica dying mid-answer leaves none half
+# sent (model_server/gunicorn_response.py).
+gunicorn_response.install()
 # The same limits as nginx's (nginx/common.conf: a request line or header line fits in 8 KiB,
 # all headers in 32 KiB), so a request the load balancer accepts is never refused here. The
 # field count is not limited by nginx, only the total size: allow the most gunicorn can.
@@ -140,8 +143,28 @@ _keep_request_buffers_on_the_heap()
 WORKER_BOOT_ERROR = 3
 
 
+#: Where the master leaves the probe port's file descriptor for its workers (when_ready).
+PROBE_FD = "MODELFLEET_PROBE_FD"
+
+
+def when_ready(server: object) -> None:
+    """Open the probe port in the master, once: the workers answer on it (post_worker_init).
+
+    Opened here, not in each worker, so that it stays open while workers are replaced: a probe
+    then waits in its backlog for the next worker rather than being refused, which would take
+    the replica out of the load balancer during every recycle or rollout. On the serving
+    address's host (all interfaces in the container, loopback for ``make serve``). gunicorn
+    calls this once, before the first workers, and not again on SIGHUP, when this file is read
+    again; the descriptor's number survives in the master's environment.
+    """
+    if _settings.probe_port and PROBE_FD not in os.environ:
+        host = str(server.cfg.bind[0]).rsplit(":", 1)[0]  # type: ignore[attr-defined]
+        os.environ[PROBE_FD] = str(probes.listen(host, _settings.probe_port))
+
+
 def post_worker_init(worker: object) -> None:
-    """Stop the replica if it serves no model; take the loaded app out of the GC's sight.
+    """Stop the replica if it serves no model; answer probes on their own port; take the
+    loaded app out of the GC's sight.
 
     A replica whose workers load no model at all (no readable index, every bundle broken)
     cannot serve anything: exiting with gunicorn's boot-error status stops the master, so the
@@ -165,6 +188,13 @@ def post_worker_init(worker: object) -> None:
             state.settings.model_dir,
         )
         sys.exit(WORKER_BOOT_ERROR)
+    probe_fd = os.environ.get(PROBE_FD)
+    if state is not None and probe_fd:
+
+        def alive() -> bool:
+            return bool(worker.alive)  # type: ignore[attr-defined]
+
+        probes.serve(state.registry, int(probe_fd), alive, state.settings.drain_file)
     gc.collect()
     gc.freeze()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import yaml
@@ -148,8 +148,23 @@ def rule_queries() -> list[tuple[str, str, str]]:
     ]
 
 
-def recording_rule_names() -> set[str]:
-    return {rule["record"] for _, _, rule in iter_rules() if "record" in rule}
+#: Rule groups whose series exist only while two versions of a model answer (a rollout
+#: baking); tests/stack/test_stack_rollout_gates.py checks them on such live traffic.
+TWO_VERSION_GROUPS = frozenset({"modelfleet.rollout.gates"})
+
+
+def recording_rule_names(groups: Iterable[str] | None = None) -> set[str]:
+    """The recorded series' names: of every rule, or of the rules in ``groups``."""
+    return {
+        rule["record"]
+        for _, group, rule in iter_rules()
+        if "record" in rule and (groups is None or group in groups)
+    }
+
+
+def one_version_recording_rule_names() -> set[str]:
+    """Those of every group but TWO_VERSION_GROUPS: the series any loaded stack has."""
+    return recording_rule_names() - recording_rule_names(TWO_VERSION_GROUPS)
 
 
 def alerting_rules() -> list[dict]:

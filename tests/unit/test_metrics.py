@@ -56,7 +56,7 @@ def test_every_contract_metric_is_exposed(fresh: Flask) -> None:
 
 def test_n_requests_move_the_counters_by_exactly_n(fresh: Flask) -> None:
     client = fresh.test_client()
-    labels = {"model": "diabetes", "endpoint": "plumber", "status": "200"}
+    labels = {"model": "diabetes", "version": "1.0.0", "endpoint": "plumber", "status": "200"}
     assert sample(fresh, "modelfleet_requests_total", labels) == 0
     for _ in range(5):
         assert client.get(QUERY).status_code == 200
@@ -77,7 +77,7 @@ def test_n_requests_move_the_counters_by_exactly_n(fresh: Flask) -> None:
         )
         == 0
     )
-    duration = {"model": "diabetes", "endpoint": "plumber"}
+    duration = {"model": "diabetes", "version": "1.0.0", "endpoint": "plumber"}
     assert sample(fresh, "modelfleet_request_duration_seconds_count", duration) == 5
     assert sample(fresh, "modelfleet_prediction_rows_count", DIABETES) == 5
     assert sample(fresh, "modelfleet_prediction_rows_sum", DIABETES) == 5
@@ -131,9 +131,9 @@ def test_errors_are_counted_by_reason_with_bounded_labels(fresh: Flask) -> None:
     assert sample(fresh, "modelfleet_errors_total", {"model": "none", "reason": "not_found"}) == 1
     not_allowed = {"model": "none", "reason": "method_not_allowed"}
     assert sample(fresh, "modelfleet_errors_total", not_allowed) == 1
-    unknown = {"model": "none", "endpoint": "plumber", "status": "404"}
+    unknown = {"model": "none", "version": "none", "endpoint": "plumber", "status": "404"}
     assert sample(fresh, "modelfleet_requests_total", unknown) == 1
-    other = {"model": "none", "endpoint": "other", "status": "404"}
+    other = {"model": "none", "version": "none", "endpoint": "other", "status": "404"}
     assert sample(fresh, "modelfleet_requests_total", other) == 1
     text = client.get("/metrics").data.decode()
     assert "made-up-name" not in text
@@ -161,7 +161,10 @@ def test_info_gauges(fresh: Flask) -> None:
 
 def test_label_values_are_pre_initialised(fresh: Flask) -> None:
     text = fresh.test_client().get("/metrics").data.decode()
-    assert 'modelfleet_requests_total{endpoint="infer",model="boston",status="200"} 0.0' in text
+    assert (
+        'modelfleet_requests_total{endpoint="infer",model="boston",status="200",version="1.0.0"}'
+        " 0.0" in text
+    )
     assert 'modelfleet_errors_total{model="diabetes-gbt",reason="out_of_range"} 0.0' in text
     assert (
         'modelfleet_predictions_total{class="yes",model="diabetes-gbt",version="1.0.0"} 0.0' in text
@@ -178,7 +181,7 @@ def test_multiprocess_mode_aggregates_workers(
         monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue(lambda pid=pid: pid))
         m = Metrics(str(tmp_path))
         m.init_server("replica-a", [("diabetes", "1.0.0", "abc", True)], {"diabetes": True})
-        m.observe_request("diabetes", "plumber", 200, 0.001)
+        m.observe_request("diabetes", "1.0.0", "plumber", 200, 0.001)
         m.request_started()
         workers.append(m)
 
@@ -191,7 +194,7 @@ def test_multiprocess_mode_aggregates_workers(
         }
 
     samples = scrape()
-    ok = (("endpoint", "plumber"), ("model", "diabetes"), ("status", "200"))
+    ok = (("endpoint", "plumber"), ("model", "diabetes"), ("status", "200"), ("version", "1.0.0"))
     assert samples[("modelfleet_requests_total", ok)] == 2
     assert samples[("modelfleet_workers", ())] == 2
     assert samples[("modelfleet_requests_in_flight", ())] == 2

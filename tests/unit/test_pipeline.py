@@ -86,17 +86,19 @@ def test_the_fast_routes_count_like_flask_routing(twin_apps: tuple[Flask, Flask]
             _call(hot.wsgi_app, method, path, data, ctype)
             _call(flask_only.wsgi_app, method, path, data, ctype)
     requests_total = "modelfleet_requests_total"
+    v1, none = {"version": "1.0.0"}, {"model": "none", "version": "none"}
+    duration_count = "modelfleet_request_duration_seconds_count"
     for name, labels in [
-        (requests_total, {"model": "diabetes", "endpoint": "plumber", "status": "200"}),
-        (requests_total, {"model": "boston", "endpoint": "plumber", "status": "200"}),
-        (requests_total, {"model": "diabetes", "endpoint": "predict", "status": "200"}),
-        (requests_total, {"model": "diabetes", "endpoint": "plumber", "status": "422"}),
-        (requests_total, {"model": "none", "endpoint": "plumber", "status": "404"}),
+        (requests_total, {"model": "diabetes", **v1, "endpoint": "plumber", "status": "200"}),
+        (requests_total, {"model": "boston", **v1, "endpoint": "plumber", "status": "200"}),
+        (requests_total, {"model": "diabetes", **v1, "endpoint": "predict", "status": "200"}),
+        (requests_total, {"model": "diabetes", **v1, "endpoint": "plumber", "status": "422"}),
+        (requests_total, {**none, "endpoint": "plumber", "status": "404"}),
         ("modelfleet_predictions_total", {"model": "diabetes", "version": "1.0.0", "class": "no"}),
         ("modelfleet_predictions_total", {"model": "diabetes", "version": "1.0.0", "class": "yes"}),
         ("modelfleet_predictions_total", {"model": "boston", "version": "1.0.0", "class": "value"}),
         ("modelfleet_prediction_rows_sum", {"model": "diabetes", "version": "1.0.0"}),
-        ("modelfleet_request_duration_seconds_count", {"model": "diabetes", "endpoint": "plumber"}),
+        (duration_count, {"model": "diabetes", **v1, "endpoint": "plumber"}),
         ("modelfleet_errors_total", {"model": "diabetes", "reason": "non_numeric"}),
         ("modelfleet_requests_in_flight", {}),
         ("modelfleet_busy_workers", {}),

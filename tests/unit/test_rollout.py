@@ -36,6 +36,7 @@ from model_server.repository import (
 from tests.loadgen.conftest import load_script
 
 rollout = load_script("rollout")
+rollout_fleet = sys.modules["scripts.rollout_fleet"]
 
 PROJECT = "mf-unit"
 
@@ -55,15 +56,19 @@ class Replica:
     exec_failures: int = 0
     pending: str | None = None
     left: int = 0
+    drained: bool = False
 
 
 class FakeDocker:
     """``docker`` for one compose project whose replicas pin the index's current version on HUP."""
 
-    def __init__(self, repo: Path, ps_error: str | None = None, **replicas: Replica) -> None:
+    def __init__(
+        self, repo: Path, ps_error: str | None = None, balancer: bool = True, **replicas: Replica
+    ) -> None:
         self.repo = repo
         self.replicas = replicas
         self.ps_error = ps_error
+        self.balancer = balancer
         self.calls: list[list[str]] = []
 
     def __call__(self, args: Sequence[str], timeout: float) -> str:
@@ -71,12 +76,27 @@ class FakeDocker:
         assert timeout > 0
         if args[0] == "ps":
             assert f"label=com.docker.compose.project={PROJECT}" in args
+            if "label=com.docker.compose.service=lb" in args:
+                return "lb\n" if self.balancer else ""
             assert "label=com.docker.compose.service=model" in args
             if self.ps_error:
                 raise rollout.DockerError(self.ps_error)
             return "".join(f"{replica}\n" for replica in self.replicas)
+        if args[0] == "inspect":
+            return f"10.0.0.{list(self.replicas).index(args[-1]) + 2}\n"
         assert args[0] == "exec"
+        if args[1] == "lb":
+            # upstream-sync, instantly: every replica that is not draining.
+            assert args[2:] == ["cat", "/run/nginx/upstream.conf"]
+            return "".join(
+                f"server 10.0.0.{i + 2}:8080 max_conns=8;\n"
+                for i, r in enumerate(self.replicas.values())
+                if not r.drained
+            )
         replica = self.replicas[args[1]]
+        if tuple(args[2:]) in (rollout_fleet.DRAIN, rollout_fleet.UNDRAIN):
+            replica.drained = tuple(args[2:]) == rollout_fleet.DRAIN
+            return ""
         if tuple(args[2:]) == rollout.HUP:
             if replica.hup_fails:
                 raise rollout.DockerError("docker exec: container is not running")
@@ -141,6 +161,22 @@ def current(repo: Path) -> str:
     return load_index(repo).models["churn"].current
 
 
+def steps(docker: FakeDocker) -> list[str]:
+    """The docker calls, named."""
+    names = {rollout.HUP: "HUP", rollout_fleet.DRAIN: "drain", rollout_fleet.UNDRAIN: "undrain"}
+    out = []
+    for call in docker.calls:
+        if call[0] == "ps":
+            out.append("balancer" if "label=com.docker.compose.service=lb" in call else "replicas")
+        elif call[0] == "inspect":
+            out.append(f"address {call[-1]}")
+        elif call[1] == "lb":
+            out.append("upstream")
+        else:
+            out.append(f"{names.get(tuple(call[2:]), 'probe')} {call[1]}")
+    return out
+
+
 def test_a_rollout_makes_the_version_current_and_switches_the_replicas_one_at_a_time(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,16 +184,14 @@ def test_a_rollout_makes_the_version_current_and_switches_the_replicas_one_at_a_
     assert run(repo, docker) == rollout.OK
     assert current(repo) == "2"
     assert docker.serving() == {"a": "2", "b": "2"}
-    # Each replica is signalled only once the one before it serves the version.
-    steps = [["HUP", c[1]] if tuple(c[2:]) == rollout.HUP else c[:2] for c in docker.calls]
-    assert steps == [
-        ["ps", "-q"],
-        ["HUP", "a"],
-        ["exec", "a"],
-        ["HUP", "b"],
-        ["exec", "b"],
-        ["exec", "b"],
-        ["exec", "b"],
+    # Each replica is drained out of the load balancer, signalled, probed until it serves the
+    # version and put back; the next one only then.
+    assert steps(docker) == [
+        "replicas",
+        *("drain a", "balancer", "address a", "upstream", "HUP a", "probe a"),
+        *("undrain a", "balancer", "address a", "upstream"),
+        *("drain b", "balancer", "address b", "upstream", "HUP b", "probe b", "probe b"),
+        *("probe b", "undrain b", "balancer", "address b", "upstream"),
     ]
     assert docker.signalled() == ["a", "b"]
     assert capsys.readouterr().out.splitlines() == [
@@ -269,7 +303,7 @@ def test_a_replica_that_never_serves_the_version_rolls_everything_back(
     assert docker.serving() == {"a": "1", "b": "1", "c": "1"}
     assert capsys.readouterr().err == (
         "rollout churn 2: FAILED on replica b: not serving 2 after 5 s (answers 1); "
-        "rolled back to 1\n"
+        "rolled back to 1 in 0.0 s (no requests to 2 after 0.0 s)\n"
     )
 
 
@@ -419,10 +453,65 @@ def test_the_probe_reports_readiness_and_the_version_of_each_answer(
     port, answers = replica_http
     answers["/readyz"] = (200, b'{"status": "ready"}')
     answers["/models/churn"] = (200, b'{"name": "churn", "version": "2"}')
-    assert probe(port) == {"ready": True, "versions": ["2"] * rollout.PROBE_REQUESTS}
+    assert probe(port) == {"ready": True, "versions": ["2"] * rollout_fleet.PROBE_REQUESTS}
     answers["/readyz"] = (503, b'{"status": "loading"}')
     answers["/models/churn"] = (500, b"<html>")
-    assert probe(port) == {"ready": False, "versions": ["HTTP 500"] * rollout.PROBE_REQUESTS}
+    assert probe(port) == {"ready": False, "versions": ["HTTP 500"] * rollout_fleet.PROBE_REQUESTS}
     answers["/models/churn"] = (503, b'{"error": {"code": "model_unavailable", "message": "."}}')
-    unavailable = ["HTTP 503 model_unavailable"] * rollout.PROBE_REQUESTS
+    unavailable = ["HTTP 503 model_unavailable"] * rollout_fleet.PROBE_REQUESTS
     assert probe(port) == {"ready": False, "versions": unavailable}
+    # Draining (the rollout's own doing) is ready: the models are loaded.
+    answers["/readyz"] = (503, b'{"status": "draining"}')
+    answers["/models/churn"] = (200, b'{"name": "churn", "version": "2"}')
+    assert probe(port) == {"ready": True, "versions": ["2"] * rollout_fleet.PROBE_REQUESTS}
+
+
+# ---- draining: out of the load balancer while switching ----------------------------------------
+
+
+def test_one_replica_is_switched_in_place_without_draining(repo: Path) -> None:
+    docker = FakeDocker(repo, a=Replica("1"))
+    assert run(repo, docker) == rollout.OK
+    assert steps(docker) == ["replicas", "HUP a", "probe a"]
+
+
+def test_without_a_load_balancer_replicas_are_drained_without_waiting_for_it(repo: Path) -> None:
+    docker = FakeDocker(repo, balancer=False, a=Replica("1"), b=Replica("1"))
+    assert run(repo, docker) == rollout.OK
+    assert steps(docker)[:4] == ["replicas", "drain a", "balancer", "HUP a"]
+    assert not any(r.drained for r in docker.replicas.values())
+
+
+def test_a_failed_step_drains_every_switched_replica_before_switching_them_back(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docker = FakeDocker(repo, a=Replica("1"), b=Replica("1", broken="2"), c=Replica("1"))
+    assert run(repo, docker) == rollout.FAILED
+    names = steps(docker)
+    back = names.index("drain a", names.index("drain b"))  # the rollback starts
+    assert names[back:] == [
+        *("drain a", "drain b", "balancer", "address a", "address b", "upstream"),
+        *("HUP a", "probe a", "HUP b", "probe b"),
+        *("undrain a", "undrain b", "balancer", "address a", "address b", "upstream"),
+    ]
+    assert not any(r.drained for r in docker.replicas.values())
+    assert "(no requests to 2 after 0.0 s)" in capsys.readouterr().err
+
+
+def test_a_replica_the_load_balancer_keeps_sending_to_fails_the_step(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker = FakeDocker(repo, a=Replica("1"), b=Replica("1"))
+    real = docker.__call__
+
+    def stuck(args: Sequence[str], timeout: float) -> str:
+        if args[:2] == ["exec", "lb"]:
+            real(args, timeout)
+            return "server 10.0.0.2:8080;\nserver 10.0.0.3:8080;\n"  # never changes
+        return real(args, timeout)
+
+    fleet = rollout.Fleet(stuck, PROJECT, 60, clock := FakeClock(), clock.sleep)
+    assert rollout.rollout(repo, "churn", "2", fleet) == rollout.FAILED
+    err = capsys.readouterr().err
+    assert "FAILED on replica a: not out of the load balancer after 20 s" in err
+    assert current(repo) == "1"

@@ -8,7 +8,10 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -218,9 +221,35 @@ def test_pinning_a_repository_without_an_index_names_the_missing_file(tmp_path: 
     assert pin_index(tmp_path, tmp_path) == tmp_path / INDEX_FILE
 
 
+#: A gunicorn worker's configuration, as far as post_worker_init reads it.
+CFG = SimpleNamespace(bind=["127.0.0.1:8000"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_refused(port: int, timeout: float = 10) -> bool:
+    """Whether connections to the port are refused within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        except ConnectionResetError:
+            pass  # queued while the last descriptor of the socket was being closed
+        time.sleep(0.1)
+    return False
+
+
 def gunicorn_conf(monkeypatch: pytest.MonkeyPatch, repo: Path) -> ModuleType:
     """gunicorn.conf.py executed as gunicorn does, its pins and environment undone afterwards."""
     monkeypatch.setenv("MODELFLEET_MODEL_DIR", str(repo))
+    monkeypatch.setenv("MODELFLEET_PROBE_PORT", str(free_port()))
+    monkeypatch.delenv("MODELFLEET_PROBE_FD", raising=False)  # set again by when_ready
     monkeypatch.delenv("MODELFLEET_INDEX_FILE", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(repo.parent))
     path = ROOT / "services" / "model-server" / "gunicorn.conf.py"
@@ -251,4 +280,24 @@ def test_a_worker_that_loads_no_model_stops_the_replica(
     with pytest.raises(SystemExit) as stopped:
         conf.post_worker_init(empty)
     assert stopped.value.code == conf.WORKER_BOOT_ERROR == 3
-    conf.post_worker_init(SimpleNamespace(wsgi=make_app(model_dir=repo)))  # serving: no exit
+    serving = SimpleNamespace(wsgi=make_app(model_dir=repo), alive=False, cfg=CFG)
+    conf.post_worker_init(serving)  # serving: no exit
+
+
+def test_a_serving_worker_answers_probes_on_their_own_port_while_it_lives(
+    monkeypatch: pytest.MonkeyPatch, make_app: Callable[..., Flask], repo: Path
+) -> None:
+    conf = gunicorn_conf(monkeypatch, repo)
+    port = int(os.environ["MODELFLEET_PROBE_PORT"])
+    conf.when_ready(SimpleNamespace(cfg=CFG))  # the master opens the probe port
+    fd = int(os.environ["MODELFLEET_PROBE_FD"])
+    conf.when_ready(SimpleNamespace(cfg=CFG))  # once: not again (a SIGHUP reads the file again)
+    assert os.environ["MODELFLEET_PROBE_FD"] == str(fd)
+    worker = SimpleNamespace(wsgi=make_app(model_dir=repo), alive=True, cfg=CFG)
+    conf.post_worker_init(worker)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+        assert r.status == 200
+        assert json.loads(r.read())["status"] == "ready"
+    worker.alive = False  # gunicorn's flag once the worker is told to stop
+    os.close(fd)  # and the master's socket: the replica stops
+    assert wait_refused(port), "the probe port stayed open"

@@ -456,6 +456,19 @@ def _server(answer: bytes | None) -> tuple[socket.socket, int]:
     return listener, listener.getsockname()[1]
 
 
+def _probe(env: dict[str, str]) -> str:
+    """upstream-sync's probe of 127.0.0.1 with these settings: "rc=<its status>"."""
+    done = subprocess.run(
+        ["bash", "-c", f'source "{SCRIPT}"; probe 127.0.0.1; echo "rc=$?"'],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
@@ -475,17 +488,20 @@ def test_the_probe_tells_ready_unready_and_busy_apart(
         assert not isinstance(answer, str)
         listener, port = _server(answer)
     try:
-        done = subprocess.run(
-            ["bash", "-c", f'source "{SCRIPT}"; probe 127.0.0.1; echo "rc=$?"'],
-            env={"PATH": "/usr/bin:/bin", "UPSTREAM_PORT": str(port)},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        # The probe port, not the serving port (9: nothing listens there).
+        rc = _probe({"MODELFLEET_PROBE_PORT": str(port), "UPSTREAM_PORT": "9"})
     finally:
         listener.close()
-    assert done.stdout.strip() == f"rc={expected}"
+    assert rc == f"rc={expected}"
+
+
+def test_with_probe_port_0_the_serving_port_is_probed() -> None:
+    listener, port = _server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    try:
+        rc = _probe({"MODELFLEET_PROBE_PORT": "0", "UPSTREAM_PORT": str(port)})
+    finally:
+        listener.close()
+    assert rc == "rc=0"
 
 
 def test_a_gateway_timeout_without_any_connection_is_unavailable_not_a_timeout() -> None:

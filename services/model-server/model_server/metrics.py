@@ -6,8 +6,8 @@ not rename):
 ===================================================  ========  =====================================
 metric                                               type      labels / meaning
 ===================================================  ========  =====================================
-modelfleet_requests_total                            counter   model, endpoint, status (HTTP code)
-modelfleet_request_duration_seconds                  histogram model, endpoint
+modelfleet_requests_total                            counter   model, version, endpoint, status
+modelfleet_request_duration_seconds                  histogram model, version, endpoint
 modelfleet_prediction_rows                           histogram model, version: rows per request
 modelfleet_predictions_total                         counter   model, version, class (answer)
 modelfleet_errors_total                              counter   model, reason (``ERROR_CODES``)
@@ -21,10 +21,12 @@ modelfleet_container_cpu_seconds_total               counter   CPU time of the r
 modelfleet_container_memory_working_set_bytes        gauge     its memory, less reclaimable cache
 modelfleet_container_memory_limit_bytes              gauge     its memory limit (absent: none)
 modelfleet_container_cpu_limit_cores                 gauge     its CPU limit (absent: none)
+modelfleet_rollouts_total                            counter   model, outcome: the rollout history
 ===================================================  ========  =====================================
 
-Label values are bounded: ``model`` is a loaded model's name or ``none``; ``endpoint`` is one
-of ``ENDPOINTS``; ``reason`` one of ``ERROR_CODES``.
+Label values are bounded: ``model`` is a loaded model's name or ``none``; ``version`` a loaded
+version of it (the one that answered, so a rollout's gates can compare versions on the same
+traffic) or ``none``; ``endpoint`` is one of ``ENDPOINTS``; ``reason`` one of ``ERROR_CODES``.
 
 Multiprocess mode (gunicorn): prometheus-client picks its value storage when it is first
 imported, from ``PROMETHEUS_MULTIPROC_DIR`` (set by docker-entrypoint.sh, wiped at every
@@ -95,14 +97,14 @@ class Metrics:
         reg = self.registry
         self.requests = Counter(
             "modelfleet_requests",
-            "HTTP requests by model, route and status code.",
-            ["model", "endpoint", "status"],
+            "HTTP requests by model, the version that answered, route and status code.",
+            ["model", "version", "endpoint", "status"],
             registry=reg,
         )
         self.duration = Histogram(
             "modelfleet_request_duration_seconds",
-            "Time from request start to response, by model and route.",
-            ["model", "endpoint"],
+            "Time from request start to response, by model, version and route.",
+            ["model", "version", "endpoint"],
             buckets=DURATION_BUCKETS,
             registry=reg,
         )
@@ -172,9 +174,11 @@ class Metrics:
         self._local_in_flight = 0  # this process only, to derive busy_workers
         # Labelled children per label values, so a request skips ``labels()`` (argument checks
         # and a lock per call). Bounded like the label values themselves (see module doc).
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._prediction_children: dict[tuple[str, str], tuple[Histogram, dict[str, Counter]]] = {}
         self.container = ContainerCollector()
+        #: Set by the app once the models are known (rollout_metrics.py); None: not exported.
+        self.rollouts: Collector | None = None
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -191,6 +195,7 @@ class Metrics:
             loaded: Every loaded model version: (name, version, sha256, whether current).
             ready: Every model of the index: whether its current version is loaded.
         """
+        loaded = list(loaded)
         self.replica_info.labels(replica).set(1)
         self.workers.set(1)
         for name, version, sha256, current in loaded:
@@ -198,11 +203,14 @@ class Metrics:
             self.rows.labels(name, version)
         for name, is_ready in ready.items():
             self.model_ready.labels(name).set(int(is_ready))
-        # Pre-initialise so rate() and absent() work from the first scrape.
-        for model in [*(n for n, r in ready.items() if r), NO_MODEL]:
+        # Pre-initialise so rate() and absent() work from the first scrape: the requests of
+        # each ready model's current version, and of none.
+        served = [(n, v) for n, v, _, current in loaded if current and ready.get(n)]
+        for model, version in [*served, (NO_MODEL, NO_MODEL)]:
             for endpoint in PREDICT_ENDPOINTS:
-                self.requests.labels(model, endpoint, "200")
-                self.duration.labels(model, endpoint)
+                self.requests.labels(model, version, endpoint, "200")
+                self.duration.labels(model, version, endpoint)
+        for model in [*(n for n, r in ready.items() if r), NO_MODEL]:
             for reason in ERROR_CODES:
                 self.errors.labels(model, reason)
 
@@ -229,14 +237,16 @@ class Metrics:
             if self._local_in_flight == 0:
                 self.busy_workers.set(0)
 
-    def observe_request(self, model: str, endpoint: str, status: int, seconds: float) -> None:
-        """Count a finished request and its duration."""
-        key = (model, endpoint, status)
+    def observe_request(
+        self, model: str, version: str, endpoint: str, status: int, seconds: float
+    ) -> None:
+        """Count a finished request and its duration, by the model version that answered."""
+        key = (model, version, endpoint, status)
         children = self._request_children.get(key)
         if children is None:
             children = (
-                self.requests.labels(model, endpoint, str(status)),
-                self.duration.labels(model, endpoint),
+                self.requests.labels(model, version, endpoint, str(status)),
+                self.duration.labels(model, version, endpoint),
             )
             self._request_children[key] = children
         children[0].inc()
@@ -267,15 +277,16 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition and its content type (aggregated over workers if needed)."""
+        # Collectors read at scrape time, the same in both modes.
+        scraped = CollectorRegistry()
+        scraped.register(self.container)
+        if self.rollouts is not None:
+            scraped.register(self.rollouts)
         if self.multiprocess_dir:
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=self.multiprocess_dir)
-            registry.register(self.container)
-            return generate_latest(registry), CONTENT_TYPE_LATEST
+            MultiProcessCollector(scraped, path=self.multiprocess_dir)
+            return generate_latest(scraped), CONTENT_TYPE_LATEST
         assert self.registry is not None
-        container = CollectorRegistry()
-        container.register(self.container)
-        return generate_latest(self.registry) + generate_latest(container), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry) + generate_latest(scraped), CONTENT_TYPE_LATEST
 
 
 class ContainerCollector(Collector):

@@ -42,6 +42,9 @@ from types import MappingProxyType
 from typing import Any, Final
 
 INDEX_FILE: Final = "index.json"
+#: The rollout history beside the index (scripts/rollout_history.py writes it, the replicas
+#: count it: rollout_metrics.py).
+HISTORY_FILE: Final = "rollouts.jsonl"
 INDEX_VERSION: Final = 1
 LOCK_FILE: Final = ".index.lock"
 #: Temporary directories and files start with this; ``list`` and the server ignore them.

@@ -33,6 +33,13 @@ class Settings:
     sets it to a copy of the repository's index that the master pins at start and on SIGHUP,
     so the versions a replica serves change only when it is told to (``make rollout``)."""
 
+    # In the container /tmp is its own tmpfs, writable by the server's user only (compose.yaml).
+    drain_file: Path = Path("/tmp/modelfleet.drain")  # nosec B108
+    """While this file exists the replica drains: readiness answers 503 ``draining`` (its
+    models stay loaded and it answers whatever it is still sent), so the load balancer stops
+    sending it requests. ``make rollout`` creates it before it switches a replica's version
+    and removes it once the replica serves the new one (scripts/rollout_fleet.py)."""
+
     default_model: str = "diabetes"
     """Model used by routes that name none: ``/predict_data``, ``/invocations`` without
     ``X-Amzn-SageMaker-Target-Model``."""
@@ -52,6 +59,12 @@ class Settings:
 
     port: int = 8080
     """TCP port gunicorn binds on 0.0.0.0 (gunicorn.conf.py)."""
+
+    probe_port: int = 8081
+    """TCP port of the probes (``/readyz``, ``/healthz``), answered by a thread of each worker
+    outside the prediction threads, so they never wait behind predictions
+    (model_server/probes.py); the load balancer and the container healthcheck use it. 0: no
+    probe port (the probes stay on the serving port only)."""
 
     workers: int = 2
     """Number of gunicorn worker processes (gunicorn.conf.py)."""
@@ -86,6 +99,8 @@ class Settings:
         for name in ("max_rows", "max_body_bytes", "port", "workers", "threads", "worker_timeout"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{PREFIX}{name.upper()} must be a positive integer")
+        if not 0 <= self.probe_port <= 65535 or self.probe_port == self.port:
+            raise ValueError(f"{PREFIX}PROBE_PORT must be 0 or a TCP port other than {PREFIX}PORT")
         for name in ("max_requests", "max_requests_jitter"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{PREFIX}{name.upper()} must be 0 or a positive integer")

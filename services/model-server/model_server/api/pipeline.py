@@ -183,7 +183,11 @@ class Pipeline:
         endpoint = environ.get(ENDPOINT_KEY, "other")
         if endpoint is not None:
             metrics.observe_request(
-                environ.get(MODEL_KEY, NO_MODEL), endpoint, status, time.perf_counter() - started
+                environ.get(MODEL_KEY, NO_MODEL),
+                environ.get(VERSION_KEY, NO_MODEL),
+                endpoint,
+                status,
+                time.perf_counter() - started,
             )
         return result
 

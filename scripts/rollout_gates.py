@@ -1,0 +1,201 @@
+"""The gates a rollout bakes against: Prometheus' rollout rules, read and judged.
+
+The gates themselves (what is compared, the tolerances, the traffic a judgement needs) are
+recording rules in ``monitoring/prometheus/rules/rollout.yml``, tested with promtool; this
+module repeats none of their numbers. It reads, for one model and its candidate version:
+
+* ``model_version_gate:modelfleet_rollout_gate:failing30s`` by ``gate``: 1 failing, 0 passing,
+  absent while the gate cannot judge (too little traffic on either side);
+* the excess, the tolerance and the traffic, to say why;
+* on a failure, the candidate's and the stable version's figures of the failing gate.
+
+A step bakes (:func:`bake`) for ``ROLLOUT_BAKE`` seconds. It fails at the first reading with a
+failing gate; it passes when the bake time is over and every gate judged and passed in the
+last reading; while some gate cannot judge it waits on, up to ``ROLLOUT_BAKE_LIMIT`` seconds,
+and then fails closed. Prometheus not answering fails closed too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+#: The gates of rules/rollout.yml, in the order a verdict names them.
+GATES = ("errors", "latency", "prediction_mix")
+DEFAULT_BAKE = 30.0
+DEFAULT_LIMIT = 120.0
+#: Seconds between two readings: the rules are evaluated every 5 s by default.
+POLL_INTERVAL = 2.0
+#: Seconds one query may take.
+QUERY_TIMEOUT = 5.0
+
+#: ``query(expr)``: the result of an instant query (a list of samples); GateError if it fails.
+Query = Callable[[str], list[dict[str, Any]]]
+
+
+class GateError(RuntimeError):
+    """Prometheus could not be read; the message is one line."""
+
+
+class GateFailed(RuntimeError):
+    """A gate failed, or the gates could not judge in time; the message is the verdict."""
+
+
+def prometheus_query(url: str) -> Query:
+    """A Query against the Prometheus at ``url`` (its HTTP API)."""
+
+    def query(expr: str) -> list[dict[str, Any]]:
+        target = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        try:
+            # The URL is the operator's own Prometheus (PROMETHEUS_PORT), http on loopback.
+            with urllib.request.urlopen(target, timeout=QUERY_TIMEOUT) as answer:  # nosec B310
+                body = json.load(answer)
+        except (OSError, ValueError) as exc:
+            raise GateError(f"Prometheus at {url} did not answer: {exc}") from None
+        if body.get("status") != "success":
+            raise GateError(f"Prometheus refused {expr!r}: {body.get('error', body)}")
+        result = body["data"]["result"]
+        return result if isinstance(result, list) else []
+
+    return query
+
+
+def _selector(name: str, version: str) -> str:
+    def quoted(value: str) -> str:
+        return json.dumps(value)  # PromQL strings take JSON's escapes
+
+    return f"{{model={quoted(name)}, version={quoted(version)}}}"
+
+
+def _by(result: list[dict[str, Any]], label: str) -> dict[str, float]:
+    out = {}
+    for sample in result:
+        value = float(sample["value"][1])
+        if label in sample["metric"] and not math.isnan(value):
+            out[sample["metric"][label]] = value
+    return out
+
+
+def _one(result: list[dict[str, Any]]) -> float | None:
+    values = [float(s["value"][1]) for s in result]
+    return values[0] if values and not math.isnan(values[0]) else None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The gates of one model version at one moment."""
+
+    failing: Mapping[str, bool]
+    excess: Mapping[str, float]
+    tolerance: Mapping[str, float]
+    requests: float | None
+    min_requests: float | None
+    figures: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        """The failing gates."""
+        return [g for g in GATES if self.failing.get(g)]
+
+    @property
+    def judged(self) -> bool:
+        """Whether every gate judged (enough traffic on both sides)."""
+        return all(g in self.failing for g in GATES)
+
+    def describe(self, gate: str) -> str:
+        """One gate's figures: ``errors 0.300 > 0.02 (candidate 0.300, stable 0.000)``."""
+        if gate not in self.excess:
+            return f"{gate} not judged"
+        op = ">" if self.failing.get(gate) else "<="
+        line = f"{gate} {self.excess[gate]:+.3f} {op} {self.tolerance.get(gate, math.nan):g}"
+        return f"{line} ({self.figures[gate]})" if gate in self.figures else line
+
+    def traffic(self) -> str:
+        """Why a gate cannot judge: the smaller side's requests against the minimum."""
+        seen = "none" if self.requests is None else f"{self.requests:.0f}"
+        need = "?" if self.min_requests is None else f"{self.min_requests:.0f}"
+        return f"{seen} prediction requests on the smaller side in 30 s, the gates need {need}"
+
+
+def read(query: Query, name: str, version: str) -> Reading:
+    """The gates of ``name`` ``version`` now; the figures of the failing ones too."""
+    sel = _selector(name, version)
+    failing_now = query(f"model_version_gate:modelfleet_rollout_gate:failing30s{sel}")
+    failing = {gate: value == 1 for gate, value in _by(failing_now, "gate").items()}
+    reading = Reading(
+        failing=failing,
+        excess=_by(query(f"model_version_gate:modelfleet_rollout_gate:excess30s{sel}"), "gate"),
+        tolerance=_by(query("modelfleet:rollout_gate_tolerance"), "gate"),
+        requests=_one(query(f"model_version:modelfleet_rollout_judged_requests:increase30s{sel}")),
+        min_requests=_one(query("modelfleet:rollout_gate_min_requests")),
+    )
+    if not reading.failed:
+        return reading
+    return replace(reading, figures={gate: _figures(query, gate, sel) for gate in reading.failed})
+
+
+#: The candidate's and the stable side's series behind each gate.
+_SIGNALS = {
+    "errors": (
+        "model_version:modelfleet_requests_5xx:ratio_increase30s",
+        "model_version:modelfleet_requests_5xx_stable:ratio_increase30s",
+    ),
+    "latency": (
+        "model_version:modelfleet_request_duration_seconds:p99_increase30s",
+        "model_version:modelfleet_request_duration_seconds_stable:p99_increase30s",
+    ),
+    "prediction_mix": (
+        "model_version_class:modelfleet_predictions:share_increase30s",
+        "model_version_class:modelfleet_predictions_stable:share_increase30s",
+    ),
+}
+
+
+def _figures(query: Query, gate: str, sel: str) -> str:
+    candidate, stable = (query(f"{series}{sel}") for series in _SIGNALS[gate])
+    if gate == "prediction_mix":
+
+        def shares(result: list[dict[str, Any]]) -> str:
+            by_class = _by(result, "class")
+            return ", ".join(f"{c} {v:.2f}" for c, v in sorted(by_class.items())) or "none"
+
+        return f"class shares: candidate {shares(candidate)}; stable {shares(stable)}"
+    unit = " s p99" if gate == "latency" else " 5xx share"
+
+    def figure(result: list[dict[str, Any]]) -> str:
+        value = _one(result)
+        return "none" if value is None else f"{value:.3f}{unit}"
+
+    return f"candidate {figure(candidate)}, stable {figure(stable)}"
+
+
+def bake(
+    read_now: Callable[[], Reading],
+    seconds: float,
+    limit: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> tuple[Reading, float]:
+    """Bake one step: the last reading and the seconds it took. GateFailed (its message the
+    verdict) when a gate fails, when the gates cannot judge within ``limit`` seconds, or when
+    Prometheus cannot be read (fail closed)."""
+    start = clock()
+    while True:
+        try:
+            reading = read_now()
+        except GateError as exc:
+            raise GateFailed(f"gates unreadable: {exc}") from None
+        elapsed = clock() - start
+        if reading.failed:
+            gates = "; ".join(reading.describe(g) for g in reading.failed)
+            raise GateFailed(f"gate {gates} after {elapsed:.1f} s of bake")
+        if reading.judged and elapsed >= seconds:
+            return reading, elapsed
+        if elapsed >= max(limit, seconds):
+            raise GateFailed(f"gates could not judge in {elapsed:.0f} s: {reading.traffic()}")
+        sleep(POLL_INTERVAL)

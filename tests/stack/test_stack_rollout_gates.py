@@ -1,0 +1,218 @@
+"""Rollouts that bake: the gates of rules/rollout.yml judge each step on live traffic (issue 12).
+
+Two new versions of the default model `diabetes` are packaged into the stack's repository with
+`make model-package`: 1.1.0, the same logistic regression refitted (a good candidate), and
+1.2.0, fitted on the Pima data with its labels swapped: a model that answers 200, quickly, with
+the opposite class (the candidate that error, latency and health checks all promote). Under a
+bounded load of plumber GETs through the load balancer, `make rollout` promotes the first and
+rolls the second back by itself, and no client request fails. The seed version is rolled out
+again afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import skops.io as sio
+from model_server.repository import set_current
+from sklearn.linear_model import LogisticRegression
+
+from bench.docker import DockerEngine
+from scripts.rollout_fleet import Fleet, run_docker
+from tests.monitoring import queries
+from tests.stack.stackctl import Load, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATURES = ["pregnant", "glucose", "pressure"]
+GOOD, BAD, SEED = "1.1.0", "1.2.0", "1.0.0"
+#: Short bakes keep `make test` short; the gates' windows and tolerances are the stack's own.
+BAKE = "10"
+
+
+def package(stack: Stack, work: Path, version: str, swap: bool) -> None:
+    """`make model-package` a diabetes logistic regression; ``swap``: with its labels swapped."""
+    pima = pd.read_csv(ROOT / "data" / "pima_indians_diabetes.csv")
+    positive = (pima["diabetes"] == "pos") != swap
+    sample = pima[FEATURES].assign(diabetes=np.where(positive, "yes", "no"))
+    estimator = LogisticRegression(max_iter=10_000).fit(sample[FEATURES], sample["diabetes"])
+    sio.dump(estimator, work / f"{version}.skops")
+    sample.to_csv(work / f"{version}.csv", index=False)
+    packaged = stack.make(
+        "model-package",
+        f"ESTIMATOR={work / f'{version}.skops'}",
+        f"SAMPLE={work / f'{version}.csv'}",
+        "NAME=diabetes",
+        f"VERSION={version}",
+        "TARGET=diabetes",
+    )
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+
+
+def versions_answering(stack: Stack, n: int = 30) -> set[str]:
+    """The X-Model-Version of ``n`` plumber answers through the load balancer."""
+    path = "/predict_data?pregnant=1&glucose=3&pressure=1"
+    answers = [requests.get(stack.lb_url + path, timeout=10) for _ in range(n)]
+    assert {a.status_code for a in answers} == {200}
+    return {a.headers["X-Model-Version"] for a in answers}
+
+
+@pytest.fixture(scope="module")
+def rollouts(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, tuple[object, Load]]]:
+    """The good rollout and the bad one, each under load: (make's result, the load)."""
+    work = tmp_path_factory.mktemp("gates")
+    index = stack.repository / "index.json"
+    original = index.read_bytes()
+    done: dict[str, tuple[object, Load]] = {}
+    try:
+        package(stack, work, GOOD, swap=False)
+        package(stack, work, BAD, swap=True)
+        for version in (GOOD, BAD):
+            with Load(stack.lb_url, threads=4, max_requests=200_000, max_seconds=240) as load:
+                done[version] = (
+                    stack.make(
+                        "rollout", "NAME=diabetes", f"VERSION={version}", f"ROLLOUT_BAKE={BAKE}"
+                    ),
+                    load,
+                )
+            done[f"{version} after"] = (versions_answering(stack), load)
+        yield done
+    finally:
+        index.write_bytes(original)
+        restored = stack.make("rollout", "NAME=diabetes", f"VERSION={SEED}", "ROLLOUT_BAKE=0")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+
+
+def test_a_good_candidate_is_promoted_after_baking_on_live_traffic(
+    rollouts: dict[str, tuple[object, Load]],
+) -> None:
+    made = rollouts[GOOD][0]
+    assert made.returncode == 0, made.stdout + made.stderr  # type: ignore[attr-defined]
+    out = made.stdout  # type: ignore[attr-defined]
+    print(out)
+    # Two bakes: with one and with two of the three replicas on the candidate.
+    assert (
+        len(re.findall(r"baked \d+ s on [12] of 3: errors .* latency .* prediction_mix", out)) == 2
+    )
+    assert f"rollout diabetes {GOOD}: OK on 3 replicas" in out
+    assert rollouts[f"{GOOD} after"][0] == {GOOD}
+
+
+def test_a_candidate_answering_the_opposite_class_is_rolled_back_by_its_gate(
+    rollouts: dict[str, tuple[object, Load]],
+) -> None:
+    made = rollouts[BAD][0]
+    # The rollout's exit status 1 ("rolled back"), as make reports it.
+    assert "rollout] Error 1" in made.stderr, made.stdout + made.stderr  # type: ignore[attr-defined]
+    (verdict,) = [
+        line
+        for line in made.stderr.splitlines()  # type: ignore[attr-defined]
+        if line.startswith(f"rollout diabetes {BAD}: FAILED")
+    ]
+    print(verdict)
+    assert "gate prediction_mix" in verdict
+    assert "class shares: candidate" in verdict
+    # The verdict's figures: the issue's targets (fault to verdict, verdict to no candidate
+    # traffic) are printed, not asserted: timings depend on the machine.
+    assert re.search(
+        rf"rolled back to {GOOD} in [\d.]+ s \(no requests to {BAD} after [\d.]+ s\)$", verdict
+    )
+    # After the verdict, no answer comes from the bad candidate.
+    assert rollouts[f"{BAD} after"][0] == {GOOD}
+
+
+def test_no_client_request_failed_during_either_rollout(
+    rollouts: dict[str, tuple[object, Load]],
+) -> None:
+    for version in (GOOD, BAD):
+        result = rollouts[version][1].result
+        assert result.ok > 1000, version
+        assert result.failed == 0, (version, dict(result.failures))
+
+
+def test_the_history_records_both_verdicts(
+    stack: Stack, rollouts: dict[str, tuple[object, Load]]
+) -> None:
+    lines = (stack.repository / "rollouts.jsonl").read_text().splitlines()
+    mine = [
+        json.loads(line) for line in lines if f'"to": "{GOOD}"' in line or f'"to": "{BAD}"' in line
+    ]
+    assert [(h["to"], h["outcome"]) for h in mine[-2:]] == [(GOOD, "OK"), (BAD, "FAILED")]
+    assert "gate prediction_mix" in mine[-1]["verdict"]
+
+
+def test_every_gate_rule_produces_series_while_two_versions_answer(
+    stack: Stack, rollouts: dict[str, tuple[object, Load]]
+) -> None:
+    """The gates' rules exist only while two versions of a model answer (the monitoring tests'
+    live check leaves them out): here the seed and the good version answer the same traffic,
+    pinned by version, and every rule of the group must record series, every gate passing."""
+    query = "pregnant=1&glucose=3&pressure=1"
+    # First the bad version's answers leave the 30 s windows: it would be "stable" here too.
+    bad = f'model_version:modelfleet_requests:increase30s{{model="diabetes", version="{BAD}"}}'
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        result = stack.prometheus("/api/v1/query", query=f"{bad} > 0")["result"]
+        if not result:
+            break
+        time.sleep(1)
+    with requests.Session() as session:
+        for _ in range(400):  # bounded: 800 requests
+            for version in (SEED, GOOD):
+                path = f"/models/diabetes/versions/{version}/predict_data?{query}"
+                assert session.get(stack.lb_url + path, timeout=10).status_code == 200
+    names = sorted(queries.recording_rule_names(queries.TWO_VERSION_GROUPS))
+    assert len(names) >= 10
+    deadline = time.monotonic() + 30
+    while True:
+        missing = [n for n in names if not stack.prometheus("/api/v1/query", query=n)["result"]]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not missing, f"gate rules without series: {missing}"
+    failing = stack.prometheus(
+        "/api/v1/query",
+        query=(
+            'model_version_gate:modelfleet_rollout_gate:failing30s{model="diabetes", '
+            f'version=~"{SEED}|{GOOD}"}}'
+        ),
+    )["result"]
+    assert {(s["metric"]["version"], s["metric"]["gate"], s["value"][1]) for s in failing} == {
+        (version, gate, "0")
+        for version in (SEED, GOOD)
+        for gate in ("errors", "latency", "prediction_mix")
+    }
+
+
+def test_twenty_version_switches_keep_a_replica_within_ten_percent_of_its_memory(
+    stack: Stack, rollouts: dict[str, tuple[object, Load]]
+) -> None:
+    """A switch replaces the replica's worker processes, so nothing a version loaded stays
+    behind: anonymous memory (heap, without page cache) after 20 switches between two
+    versions is within 10% of where it was after the first."""
+    fleet = Fleet(run_docker, stack.project, 60)
+    replica = fleet.replicas()[0]
+    engine = DockerEngine()
+
+    def switch(version: str) -> float:
+        set_current(stack.repository, "diabetes", version)
+        fleet.switch(replica, "diabetes", version)
+        time.sleep(1)  # the old workers' exit
+        memory = engine.anonymous_bytes(replica)
+        assert memory is not None
+        return memory
+
+    start = switch(SEED)
+    after = [switch(version) for version in [GOOD, SEED] * 10]
+    print(f"anonymous memory: {start / 2**20:.1f} MiB, after 20 switches "
+          f"{after[-1] / 2**20:.1f} MiB (max {max(after) / 2**20:.1f})")  # fmt: skip
+    assert after[-1] <= 1.10 * start
