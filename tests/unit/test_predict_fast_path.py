@@ -127,8 +127,10 @@ def test_a_packaged_binary_logistic_regression_answers_as_its_predict_and_predic
     n: int,
 ) -> None:
     """Without a threshold (a packaged model): classes from ``predict``, per-class
-    probabilities from ``predict_proba``, as scikit-learn gives them on the named DataFrame it
-    was fitted on."""
+    probabilities from ``predict_proba``, bit for bit as scikit-learn gives them for the named
+    DataFrame the server would otherwise pass it (``model_input``, the rows as they are). A
+    DataFrame laid out column by column is summed in another order by BLAS: its
+    probabilities may differ in the last bits only."""
     import pandas as pd
 
     rng = np.random.default_rng(n)
@@ -157,8 +159,15 @@ def test_a_packaged_binary_logistic_regression_answers_as_its_predict_and_predic
     predictor = Predictor(bundle)
     assert linear_parts(model) is not None
     x = rng.normal(scale=3, size=(n, 2))
-    frame = pd.DataFrame(x, columns=names)
-    result = predictor.predict(np.ascontiguousarray(x))
+    x = np.ascontiguousarray(x)
+    frame = predictor.model_input(x)
+    assert isinstance(frame, pd.DataFrame)
+    result = predictor.predict(x)
     assert result.predictions == model.predict(frame).tolist()
     assert result.class_probabilities == model.predict_proba(frame).tolist()
     assert result.labels == ("down", "up")
+    by_column = pd.DataFrame(np.asfortranarray(x), columns=names)
+    assert result.predictions == model.predict(by_column).tolist()
+    np.testing.assert_allclose(
+        result.class_probabilities, model.predict_proba(by_column), rtol=1e-12, atol=0
+    )
