@@ -15,53 +15,20 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import requests
-import skops.io as sio
 from model_server.repository import set_current
-from sklearn.linear_model import LogisticRegression
 
 from bench.docker import DockerEngine
 from scripts.rollout_fleet import Fleet, run_docker
 from tests.monitoring import queries
+from tests.stack.candidates import SEED, package, versions_answering
 from tests.stack.stackctl import Load, Stack
 
-ROOT = Path(__file__).resolve().parents[2]
-FEATURES = ["pregnant", "glucose", "pressure"]
-GOOD, BAD, SEED = "1.1.0", "1.2.0", "1.0.0"
+GOOD, BAD = "1.1.0", "1.2.0"
 #: Short bakes keep `make test` short; the gates' windows and tolerances are the stack's own.
 BAKE = "10"
-
-
-def package(stack: Stack, work: Path, version: str, swap: bool) -> None:
-    """`make model-package` a diabetes logistic regression; ``swap``: with its labels swapped."""
-    pima = pd.read_csv(ROOT / "data" / "pima_indians_diabetes.csv")
-    positive = (pima["diabetes"] == "pos") != swap
-    sample = pima[FEATURES].assign(diabetes=np.where(positive, "yes", "no"))
-    estimator = LogisticRegression(max_iter=10_000).fit(sample[FEATURES], sample["diabetes"])
-    sio.dump(estimator, work / f"{version}.skops")
-    sample.to_csv(work / f"{version}.csv", index=False)
-    packaged = stack.make(
-        "model-package",
-        f"ESTIMATOR={work / f'{version}.skops'}",
-        f"SAMPLE={work / f'{version}.csv'}",
-        "NAME=diabetes",
-        f"VERSION={version}",
-        "TARGET=diabetes",
-    )
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
-
-
-def versions_answering(stack: Stack, n: int = 30) -> set[str]:
-    """The X-Model-Version of ``n`` plumber answers through the load balancer."""
-    path = "/predict_data?pregnant=1&glucose=3&pressure=1"
-    answers = [requests.get(stack.lb_url + path, timeout=10) for _ in range(n)]
-    assert {a.status_code for a in answers} == {200}
-    return {a.headers["X-Model-Version"] for a in answers}
 
 
 @pytest.fixture(scope="module")

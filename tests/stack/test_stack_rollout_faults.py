@@ -1,0 +1,105 @@
+"""Candidates that fail on 30% of their requests or add 200 ms to each: rolled back by their
+gate, automatically, under load (issue 12, proofs (ii) and (iv)).
+
+For this module the replicas run the test image ``modelfleet/model-server-faults`` (the served
+image plus tests/faults/faults.py, never served): diabetes 1.3.0 raises in 30% of its
+predictions, so the server answers 500 as for any failing model, and 1.4.0 takes 200 ms longer
+per prediction. Both are otherwise the seed model refitted, so only the errors gate and the
+latency gate can catch them. The served image is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.stack.candidates import ROOT, SEED, package, versions_answering
+from tests.stack.stackctl import Load, Stack
+
+ERRORS, SLOW = "1.3.0", "1.4.0"
+BAKE = 10
+FAULTS = ROOT / "tests" / "faults"
+GATE = {ERRORS: "errors", SLOW: "latency"}
+
+
+def replicas_up(stack: Stack, *files: str) -> None:
+    """Recreate the replicas from compose.yaml with ``files`` laid over it; wait until healthy."""
+    layers = [a for f in ("compose.yaml", *files) for a in ("-f", f)]
+    stack.compose(*layers, "up", "-d", "--wait", "--no-deps", "model", timeout=240)
+
+
+@pytest.fixture(scope="module")
+def rollouts(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]]]:
+    """Each faulty candidate rolled out under load: make's result, the load, the versions
+    answering after."""
+    tag = stack.env.get("MODELFLEET_TAG") or "dev"
+    subprocess.run(
+        ["docker", "build", "-q", "--build-arg", f"MODELFLEET_TAG={tag}",
+         "-t", f"modelfleet/model-server-faults:{tag}", str(FAULTS)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    index = stack.repository / "index.json"
+    original = index.read_bytes()
+    work = tmp_path_factory.mktemp("faults")
+    done = {}
+    try:
+        replicas_up(stack, str(FAULTS / "compose.yaml"))
+        for version in (ERRORS, SLOW):
+            package(stack, work, version)
+            with Load(stack.lb_url, threads=4, max_requests=200_000, max_seconds=240) as load:
+                made = stack.make(
+                    "rollout", "NAME=diabetes", f"VERSION={version}", f"ROLLOUT_BAKE={BAKE}"
+                )
+            done[version] = (made, load, versions_answering(stack))
+        yield done
+    finally:
+        index.write_bytes(original)
+        replicas_up(stack)
+
+
+@pytest.mark.parametrize("version", [ERRORS, SLOW])
+def test_a_faulty_candidate_is_rolled_back_by_its_gate(
+    version: str,
+    rollouts: dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]],
+) -> None:
+    made, _, after = rollouts[version]
+    assert "rollout] Error 1" in made.stderr, made.stdout + made.stderr
+    (verdict,) = [
+        line
+        for line in made.stderr.splitlines()
+        if line.startswith(f"rollout diabetes {version}: FAILED")
+    ]
+    print(verdict)
+    assert f"gate {GATE[version]} " in verdict
+    rolled_back = rf"rolled back to {SEED} in [\d.]+ s \(no requests to {version} after"
+    assert re.search(rolled_back, verdict)
+    # After the verdict, no answer comes from the faulty candidate.
+    assert after == {SEED}
+
+
+def test_the_slow_candidate_fails_no_client_request(
+    rollouts: dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]],
+) -> None:
+    result = rollouts[SLOW][1].result
+    assert result.ok > 1000
+    assert result.failed == 0, dict(result.failures)
+
+
+def test_the_failing_candidate_costs_at_most_its_share_of_one_bake(
+    rollouts: dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]],
+) -> None:
+    """The client sees the candidate's 500s (nginx retries no 500), and only while it bakes:
+    at most the requests one replica of three is sent in one bake."""
+    result = rollouts[ERRORS][1].result
+    seconds = sum(result.seconds) / 4  # four client threads, one request at a time each
+    bound = result.total / seconds * BAKE / 3
+    print(
+        f"client-visible failures: {result.failed} of {result.total} requests "
+        f"({dict(result.failures)}); one replica's share of one bake: {bound:.0f}"
+    )
+    assert 0 < result.failed <= bound
