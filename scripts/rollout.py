@@ -37,6 +37,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from model_server.repository import (
     Index,
@@ -156,10 +157,13 @@ def rollout(
         set_current(repo, name, version)
         started = fleet.clock()
 
-        def history(outcome: rollout_history.Outcome, verdict: str) -> None:
+        steps: list[dict[str, Any]] = []
+
+        def history(outcome: rollout_history.Outcome, verdict: str, **details: Any) -> None:
             seconds = fleet.clock() - started
             entry = Entry(name, previous, version, action, outcome, verdict, len(ids), seconds)
-            rollout_history.record(repo, entry)
+            recorded = rollout_history.record(repo, entry, {"steps": steps, **details})
+            print(f"  report: {repo / recorded.report}", flush=True)
 
         baking = gates if gates is not None and gates.seconds > 0 else None
         if baking is not None and (previous == version or len(ids) < 2):
@@ -176,6 +180,7 @@ def rollout(
                     f"  replica {replica}: serves {name} {version} after {seconds:.1f} s",
                     flush=True,
                 )
+                steps.append({"replica": replica, "switched_seconds": round(seconds, 1)})
                 if baking is not None and done < len(ids):
                     reading, baked = rollout_gates.bake(
                         lambda: rollout_gates.read(baking.query, name, version),
@@ -184,24 +189,48 @@ def rollout(
                         fleet.clock,
                         fleet.sleep,
                     )
+                    steps[-1]["bake"] = reading.to_record(baked)
                     passed = ", ".join(reading.describe(g) for g in GATES)
                     print(f"  baked {baked:.0f} s on {done} of {len(ids)}: {passed}", flush=True)
             except (DockerError, NotServing, GateFailed, KeyboardInterrupt) as exc:
-                outcome = roll_back(repo, name, previous, version, ids[:done], fleet, drain)
+                back = roll_back(repo, name, previous, version, ids[:done], fleet, drain)
                 why = str(exc) or "interrupted"
-                verdict = (
-                    f"{action} {name} {version}: FAILED on replica {replica}: {why}; {outcome}"
-                )
+                verdict = f"{action} {name} {version}: FAILED on replica {replica}: {why}; {back}"
+                failure: dict[str, Any] = {"replica": replica, "reason": why}
+                if isinstance(exc, GateFailed) and exc.record is not None:
+                    failure["bake"] = exc.record
+                history("FAILED", verdict, failure=failure, rollback=back.to_record())
                 print(verdict, file=sys.stderr, flush=True)
-                history("FAILED", verdict)
                 return FAILED
         elapsed = fleet.clock() - started
         verdict = f"{action} {name} {version}: OK on {len(ids)} replicas in {elapsed:.1f} s"
         if passed:
             verdict += f" (gates at the last bake: {passed})"
-        print(verdict)
         history("OK", verdict)
+        print(verdict)
         return OK
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """How a rollback went: its verdict (``str``), the seconds it took (None when it did not
+    complete) and the seconds until the failed version was sent no more requests (None
+    without a drain)."""
+
+    text: str
+    seconds: float | None = None
+    out: float | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+    def to_record(self) -> dict[str, Any]:
+        """For the report."""
+        return {
+            "verdict": self.text,
+            "seconds": None if self.seconds is None else round(self.seconds, 1),
+            "no_requests_after_seconds": None if self.out is None else round(self.out, 1),
+        }
 
 
 def roll_back(
@@ -212,7 +241,7 @@ def roll_back(
     switched: Sequence[str],
     fleet: Fleet,
     drain: bool = False,
-) -> str:
+) -> Rollback:
     """Make ``previous`` current again and bring ``switched`` back to it; says how it went.
 
     With ``drain``, every switched replica is drained at once first, so the load balancer
@@ -231,15 +260,18 @@ def roll_back(
     if previous == version:
         if drain:
             attempt("undraining", lambda: fleet.undrain(switched))
-        return f"{version} was current already, nothing to roll back" + "".join(
-            f"; {p}" for p in problems
+        return Rollback(
+            f"{version} was current already, nothing to roll back"
+            + "".join(f"; {p}" for p in problems)
         )
     try:
         set_current(repo, name, previous)
     except RepositoryError as exc:  # e.g. the previous version was removed meanwhile
         if drain:
             attempt("undraining", lambda: fleet.undrain(switched))
-        return f"rollback to {previous} FAILED: {exc}" + "".join(f"; {p}" for p in problems)
+        return Rollback(
+            f"rollback to {previous} FAILED: {exc}" + "".join(f"; {p}" for p in problems)
+        )
     out = None
     if drain:
         attempt("draining", lambda: fleet.drain(switched))
@@ -249,11 +281,14 @@ def roll_back(
     if drain:
         attempt("undraining", lambda: fleet.undrain(switched))
     if problems:
-        return f"rolled back to {previous} in the index, but " + "; ".join(problems)
+        return Rollback(f"rolled back to {previous} in the index, but " + "; ".join(problems))
     # Until every switched replica answers with the previous version only; with drain, the
     # load balancer sent the failed version nothing more after the first figure.
-    took = f"rolled back to {previous} in {fleet.clock() - started:.1f} s"
-    return took if out is None else f"{took} (no requests to {version} after {out:.1f} s)"
+    seconds = fleet.clock() - started
+    took = f"rolled back to {previous} in {seconds:.1f} s"
+    if out is not None:
+        took += f" (no requests to {version} after {out:.1f} s)"
+    return Rollback(took, seconds, out)
 
 
 def seconds_setting(name: str, default: float, zero: bool = False) -> float:

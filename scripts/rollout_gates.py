@@ -43,7 +43,12 @@ class GateError(RuntimeError):
 
 
 class GateFailed(RuntimeError):
-    """A gate failed, or the gates could not judge in time; the message is the verdict."""
+    """A gate failed, or the gates could not judge in time; the message is the verdict, and
+    ``record`` the last reading for the report (None when Prometheus could not be read)."""
+
+    def __init__(self, verdict: str, record: dict[str, Any] | None = None) -> None:
+        super().__init__(verdict)
+        self.record = record
 
 
 def prometheus_query(url: str) -> Query:
@@ -114,6 +119,24 @@ class Reading:
         op = ">" if self.failing.get(gate) else "<="
         line = f"{gate} {self.excess[gate]:+.3f} {op} {self.tolerance.get(gate, math.nan):g}"
         return f"{line} ({self.figures[gate]})" if gate in self.figures else line
+
+    def to_record(self, seconds: float) -> dict[str, Any]:
+        """The reading after ``seconds`` of bake, as a rollout report keeps it (JSON-ready)."""
+        return {
+            "baked_seconds": round(seconds, 1),
+            "requests": self.requests,
+            "min_requests": self.min_requests,
+            "gates": {
+                gate: {
+                    "judged": gate in self.failing,
+                    "failing": bool(self.failing.get(gate)),
+                    "excess": self.excess.get(gate),
+                    "tolerance": self.tolerance.get(gate),
+                    **({"figures": self.figures[gate]} if gate in self.figures else {}),
+                }
+                for gate in GATES
+            },
+        }
 
     def traffic(self) -> str:
         """Why a gate cannot judge: the smaller side's requests against the minimum."""
@@ -193,9 +216,11 @@ def bake(
         elapsed = clock() - start
         if reading.failed:
             gates = "; ".join(reading.describe(g) for g in reading.failed)
-            raise GateFailed(f"gate {gates} after {elapsed:.1f} s of bake")
+            verdict = f"gate {gates} after {elapsed:.1f} s of bake"
+            raise GateFailed(verdict, reading.to_record(elapsed))
         if reading.judged and elapsed >= seconds:
             return reading, elapsed
         if elapsed >= max(limit, seconds):
-            raise GateFailed(f"gates could not judge in {elapsed:.0f} s: {reading.traffic()}")
+            verdict = f"gates could not judge in {elapsed:.0f} s: {reading.traffic()}"
+            raise GateFailed(verdict, reading.to_record(elapsed))
         sleep(POLL_INTERVAL)

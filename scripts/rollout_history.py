@@ -2,7 +2,10 @@
 
 One JSON object a line, one line per rollout or rollback that changed something (refusals
 change nothing and are not recorded): when, which model, from which version to which, the
-outcome, the one-line verdict, the replicas and the seconds it took. ``make rollback`` reads it
+outcome, the one-line verdict, the replicas, the seconds it took and its report. The report,
+``<repo>/rollouts/<time>-<model>-<version>.json``, holds the same and every step's figures:
+each replica's switch, each bake's gates (excess, tolerance, the failing gate's candidate and
+stable figures), the failure and the rollback's timings. ``make rollback`` reads it
 to find the version a model came from, as ``kubectl rollout undo`` reads a Deployment's
 revisions.
 
@@ -15,14 +18,17 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from model_server.repository import HISTORY_FILE
 
-__all__ = ["HISTORY_FILE", "Entry", "entries", "previous_version", "record"]
+__all__ = ["HISTORY_FILE", "REPORTS_DIR", "Entry", "entries", "previous_version", "record"]
+
+#: The reports' directory in the repository: one JSON file per recorded rollout.
+REPORTS_DIR = "rollouts"
 
 Action = Literal["rollout", "rollback"]
 Outcome = Literal["OK", "FAILED"]
@@ -42,23 +48,50 @@ class Entry:
     seconds: float
     #: UTC, ISO 8601 to the second.
     time: str = ""
+    #: The report's path in the repository ("" without one).
+    report: str = ""
 
-    def to_json(self) -> bytes:
-        """The history line, newline included."""
+    def fields(self) -> dict[str, object]:
+        """The history line's fields."""
         fields = asdict(self)
         fields["from"], fields["to"] = fields.pop("from_version"), fields.pop("to_version")
         fields["seconds"] = round(self.seconds, 1)
         fields["time"] = self.time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return json.dumps(fields, sort_keys=True).encode() + b"\n"
+        return fields
+
+    def to_json(self) -> bytes:
+        """The history line, newline included."""
+        return json.dumps(self.fields(), sort_keys=True).encode() + b"\n"
 
 
-def record(repo: Path, entry: Entry) -> None:
-    """Append ``entry`` to the history (created on first use)."""
+def record(repo: Path, entry: Entry, details: Mapping[str, object] | None = None) -> Entry:
+    """Append ``entry`` to the history (created on first use); with ``details``, first write
+    its report, whole or not at all, and name it in the entry. The entry as recorded."""
+    if details is not None:
+        entry = _report(repo, entry, details)
     fd = os.open(repo / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, entry.to_json())
     finally:
         os.close(fd)
+    return entry
+
+
+def _report(repo: Path, entry: Entry, details: Mapping[str, object]) -> Entry:
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    entry = replace(
+        entry,
+        time=entry.time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        report=f"{REPORTS_DIR}/{stamp}-{entry.model}-{entry.to_version}.json",
+    )
+    body = {**entry.fields(), **details}
+    path = repo / entry.report
+    path.parent.mkdir(exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)  # the report is there whole, or not at all
+    return entry
 
 
 def entries(repo: Path) -> Iterator[dict[str, object]]:

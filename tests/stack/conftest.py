@@ -52,7 +52,9 @@ def stack() -> Iterator[Stack]:
     repository = ROOT / "build" / f"models-{env['COMPOSE_PROJECT_NAME']}"
     shutil.rmtree(repository, ignore_errors=True)
     shutil.copytree(
-        ROOT / "models", repository, ignore=shutil.ignore_patterns(".*", "rollouts.jsonl")
+        ROOT / "models",
+        repository,
+        ignore=shutil.ignore_patterns(".*", "rollouts.jsonl", "rollouts"),
     )
     env["MODELFLEET_MODEL_REPOSITORY"] = str(repository)
     st = Stack(ROOT, env)

@@ -115,6 +115,15 @@ def test_the_history_records_both_verdicts(
     ]
     assert [(h["to"], h["outcome"]) for h in mine[-2:]] == [(GOOD, "OK"), (BAD, "FAILED")]
     assert "gate prediction_mix" in mine[-1]["verdict"]
+    # Each names its report, with the figures behind the verdict.
+    good, bad = (json.loads((stack.repository / h["report"]).read_text()) for h in mine[-2:])
+    assert [("bake" in step) for step in good["steps"]] == [True, True, False]
+    assert all(not g["failing"] for s in good["steps"][:2] for g in s["bake"]["gates"].values())
+    assert bad["failure"]["bake"]["gates"]["prediction_mix"]["failing"] is True
+    print(
+        f"{BAD}: fault to verdict {bad['failure']['bake']['baked_seconds']} s, verdict to no "
+        f"candidate traffic {bad['rollback']['no_requests_after_seconds']} s"
+    )
 
 
 def test_every_gate_rule_produces_series_while_two_versions_answer(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -194,11 +195,16 @@ def test_a_rollout_makes_the_version_current_and_switches_the_replicas_one_at_a_
         *("probe b", "undrain b", "balancer", "address b", "upstream"),
     ]
     assert docker.signalled() == ["a", "b"]
-    assert capsys.readouterr().out.splitlines() == [
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [
         "  replica a: serves churn 2 after 0.0 s",
         "  replica b: serves churn 2 after 1.0 s",
-        "rollout churn 2: OK on 2 replicas in 1.0 s",
     ]
+    # The report's path, then the verdict, last.
+    assert re.fullmatch(
+        rf"  report: {repo}/rollouts/\d{{8}}T\d{{6}}\.\d{{3}}Z-churn-2\.json", out[2]
+    )
+    assert out[3:] == ["rollout churn 2: OK on 2 replicas in 1.0 s"]
 
 
 @pytest.mark.parametrize(

@@ -179,7 +179,7 @@ def test_each_step_but_the_last_bakes_and_the_verdict_quotes_the_gates(
     out = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in out] == [
         "  replica a", "  baked 30 s on 1 of 3", "  replica b", "  baked 30 s on 2 of 3",
-        "  replica c", "rollout churn 2",
+        "  replica c", "  report", "rollout churn 2",
     ]  # fmt: skip
     assert out[-1].startswith("rollout churn 2: OK on 3 replicas in ")
     assert out[-1].endswith(
@@ -228,3 +228,47 @@ def test_bake_settings_are_seconds_from_the_environment(
         monkeypatch.delenv(name)
     monkeypatch.setenv("ROLLOUT_BAKE", "0")
     assert rollout.main(argv, three(repo), FakePrometheus(None)) == rollout.OK
+
+
+def report(repo: Path) -> dict[str, Any]:
+    """The one rollout's report, found through its history line; no partial file beside it."""
+    (entry,) = (json.loads(line) for line in (repo / "rollouts.jsonl").read_text().splitlines())
+    assert entry["report"].startswith("rollouts/") and entry["report"].endswith("-churn-2.json")
+    assert [p.name for p in (repo / "rollouts").iterdir()] == [entry["report"].split("/")[1]]
+    body: dict[str, Any] = json.loads((repo / entry["report"]).read_text())
+    assert {k: body[k] for k in entry} == entry  # the history line's fields, and more
+    return body
+
+
+def test_the_report_holds_every_switch_and_every_bake_with_its_gates(repo: Path) -> None:
+    assert run(repo, three(repo), FakePrometheus(GOOD)) == rollout.OK
+    body = report(repo)
+    assert body["outcome"] == "OK" and body["from"] == "1" and body["to"] == "2"
+    assert [s["replica"] for s in body["steps"]] == ["a", "b", "c"]
+    assert all(isinstance(s["switched_seconds"], float) for s in body["steps"])
+    assert ["bake" in s for s in body["steps"]] == [True, True, False]  # the last: no stable
+    bake_a = body["steps"][0]["bake"]
+    assert bake_a["baked_seconds"] == 30.0 and bake_a["requests"] == 500
+    assert bake_a["gates"]["latency"] == {
+        "judged": True, "failing": False, "excess": 0.004, "tolerance": 0.1,
+    }  # fmt: skip
+    assert "failure" not in body
+
+
+def test_the_report_of_a_failed_gate_holds_its_figures_and_the_rollback_timings(
+    repo: Path,
+) -> None:
+    failing = FakePrometheus({**GOOD, "prediction_mix": 0.7})
+    assert run(repo, three(repo), failing) == rollout.FAILED
+    body = report(repo)
+    assert body["outcome"] == "FAILED"
+    failure = body["failure"]
+    assert failure["replica"] == "a"
+    assert failure["reason"].startswith("gate prediction_mix +0.700 > 0.15")
+    mix = failure["bake"]["gates"]["prediction_mix"]
+    assert mix["failing"] is True and mix["excess"] == 0.7
+    assert mix["figures"].startswith("class shares: candidate no 0.00, yes 1.00")
+    rollback = body["rollback"]
+    assert rollback["verdict"].startswith("rolled back to 1 in ")
+    assert isinstance(rollback["seconds"], float)
+    assert isinstance(rollback["no_requests_after_seconds"], float)
