@@ -18,10 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from model_server.repository import set_current
 
-from bench.docker import DockerEngine
-from scripts.rollout_fleet import Fleet, run_docker
+from bench.switches import MAX_GROWTH, switch_memory
 from tests.monitoring import queries
 from tests.stack.candidates import SEED, package, versions_answering
 from tests.stack.stackctl import Load, Stack
@@ -174,21 +172,7 @@ def test_twenty_version_switches_keep_a_replica_within_ten_percent_of_its_memory
 ) -> None:
     """A switch replaces the replica's worker processes, so nothing a version loaded stays
     behind: anonymous memory (heap, without page cache) after 20 switches between two
-    versions is within 10% of where it was after the first."""
-    fleet = Fleet(run_docker, stack.project, 60)
-    replica = fleet.replicas()[0]
-    engine = DockerEngine()
-
-    def switch(version: str) -> float:
-        set_current(stack.repository, "diabetes", version)
-        fleet.switch(replica, "diabetes", version)
-        time.sleep(1)  # the old workers' exit
-        memory = engine.anonymous_bytes(replica)
-        assert memory is not None
-        return memory
-
-    start = switch(SEED)
-    after = [switch(version) for version in [GOOD, SEED] * 10]
-    print(f"anonymous memory: {start / 2**20:.1f} MiB, after 20 switches "
-          f"{after[-1] / 2**20:.1f} MiB (max {max(after) / 2**20:.1f})")  # fmt: skip
-    assert after[-1] <= 1.10 * start
+    versions is within 10% of where it was after the first (`make switches`: 100)."""
+    result = switch_memory(stack, "diabetes", (SEED, GOOD), 20)
+    print(result.line())
+    assert result.growth <= MAX_GROWTH
