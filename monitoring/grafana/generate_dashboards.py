@@ -32,6 +32,7 @@ from pathlib import Path
 
 import console_pages
 from dashboards_platform import loadbalancer, prometheus
+from dashboards_rollouts import rollouts
 from dashboards_serving import overview, replicas
 from panels import CONSOLES_DIR, MONITORING, OUT_DIR
 
@@ -40,6 +41,7 @@ DASHBOARDS = {
     "replicas.json": replicas,
     "loadbalancer.json": loadbalancer,
     "prometheus.json": prometheus,
+    "rollouts.json": rollouts,
 }
 
 

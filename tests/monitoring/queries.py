@@ -18,6 +18,7 @@ the style used in this repository (see the docstring of ``promql_metric_names``)
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -189,16 +190,45 @@ def iter_panels(dashboard: dict) -> Iterator[dict]:
         yield from panel.get("panels", [])
 
 
-def dashboard_queries(values: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
-    """(dashboard uid, panel title, expr) for every panel target, variables substituted."""
+def reads_two_version_series(expr: str) -> bool:
+    """Whether ``expr`` reads a series of TWO_VERSION_GROUPS: it has data only while two
+    versions of a model answer (during a rollout's bake)."""
+    return bool(promql_metric_names(expr) & _two_version_series())
+
+
+@functools.cache
+def _two_version_series() -> frozenset[str]:
+    return frozenset(recording_rule_names(TWO_VERSION_GROUPS))
+
+
+def dashboard_queries(
+    values: dict[str, str] | None = None, two_versions: bool | None = None
+) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, expr) for every panel target, variables substituted;
+    with ``two_versions``, only the targets that do (True) or do not (False) read series that
+    exist while two versions of a model answer."""
     out = []
     for dash in load_dashboards():
         for panel in iter_panels(dash):
             for tgt in panel.get("targets", []):
-                if tgt.get("expr"):
-                    out.append(
-                        (dash["uid"], panel["title"], substitute_variables(tgt["expr"], values))
-                    )
+                expr = tgt.get("expr")
+                if expr and two_versions in (None, reads_two_version_series(expr)):
+                    out.append((dash["uid"], panel["title"], substitute_variables(expr, values)))
+    return out
+
+
+def two_version_panels() -> dict[str, set[str]]:
+    """Dashboard file stem -> the titles of its panels whose every target reads series that
+    exist only while two versions of a model answer: without a rollout they have no data."""
+    out: dict[str, set[str]] = {}
+    for path in dashboard_files():
+        dash = json.loads(path.read_text())
+        out[path.stem] = {
+            panel["title"]
+            for panel in iter_panels(dash)
+            if (exprs := [t["expr"] for t in panel.get("targets", []) if t.get("expr")])
+            and all(reads_two_version_series(e) for e in exprs)
+        }
     return out
 
 

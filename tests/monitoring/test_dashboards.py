@@ -24,6 +24,7 @@ EXPECTED_UIDS = {
     "modelfleet-replicas",
     "modelfleet-loadbalancer",
     "modelfleet-prometheus",
+    "modelfleet-rollouts",
 }
 DATASOURCE_UID = "prometheus"
 # Panels that carry no query by design.
@@ -234,3 +235,15 @@ def test_prometheus_serves_the_console_pages_from_the_mounted_directory():
     assert mounts["/etc/prometheus"] == "./monitoring/prometheus"
     assert "--web.console.templates=/etc/prometheus/consoles" in prometheus["command"]
     assert "--web.console.libraries=/etc/prometheus/console_libraries" in prometheus["command"]
+
+
+def test_panel_queries_use_only_the_variables_console_pages_substitute():
+    """The console pages know `$model` only (modelfleet.lib refuses any other variable, as the
+    browser test saw for `$__rate_interval`): a query must not depend on Grafana's own."""
+    for dash in queries.load_dashboards():
+        for panel in queries.iter_panels(dash):
+            for tgt in panel.get("targets", []):
+                used = {
+                    a or b for a, b in re.findall(r"\$\{(\w+)[^}]*\}|\$([A-Za-z_]\w*)", tgt["expr"])
+                }
+                assert used <= {"model"}, (dash["uid"], panel["title"], used)

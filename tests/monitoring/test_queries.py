@@ -53,3 +53,26 @@ def test_metric_names_used_excludes_recording_rules_and_covers_the_contract():
     ):
         assert name in used
     assert "ALERTS" not in used
+
+
+def test_only_the_gate_panels_need_two_versions_answering():
+    """The rollout dashboard's gate panels read the gates' series, which exist only during a
+    bake (tests/stack/test_stack_rollout_gates.py checks them then); every other panel has data
+    on any loaded stack."""
+    assert queries.two_version_panels() == {
+        "loadbalancer": set(),
+        "overview": set(),
+        "prometheus": set(),
+        "replicas": set(),
+        "rollouts": {"Gate excess: candidate - stable", "Gates failing"},
+    }
+    two = queries.dashboard_queries(two_versions=True)
+    one = queries.dashboard_queries(two_versions=False)
+    assert sorted(two + one) == sorted(queries.dashboard_queries())
+    assert {title for _, title, _ in two} == {
+        "Gate excess: candidate - stable",
+        "Gates failing",
+        "Requests judged (smaller side, 30 s)",
+    }
+    assert ("modelfleet-rollouts", "Requests judged (smaller side, 30 s)",
+            "modelfleet:rollout_gate_min_requests") in one  # fmt: skip

@@ -153,6 +153,11 @@ def test_every_gate_rule_produces_series_while_two_versions_answer(
             break
         time.sleep(1)
     assert not missing, f"gate rules without series: {missing}"
+    # The dashboard panels that read them have data now too.
+    panels = queries.dashboard_queries(two_versions=True)
+    assert panels
+    empty = [f"{uid} / {title}" for uid, title, expr in panels if not _query(stack, expr)]
+    assert not empty, f"gate panel queries without series: {empty}"
     failing = stack.prometheus(
         "/api/v1/query",
         query=(
@@ -165,6 +170,11 @@ def test_every_gate_rule_produces_series_while_two_versions_answer(
         for version in (SEED, GOOD)
         for gate in ("errors", "latency", "prediction_mix")
     }
+
+
+def _query(stack: Stack, expr: str) -> list[dict]:
+    result: list[dict] = stack.prometheus("/api/v1/query", query=expr)["result"]
+    return result
 
 
 def test_twenty_version_switches_keep_a_replica_within_ten_percent_of_its_memory(
