@@ -155,7 +155,7 @@ def signal_replica(stack: Stack, sig: signal.Signals, threads: int = 4) -> Fault
 def hung_worker(stack: Stack, threads: int = 8, requests_total: int = 320) -> FaultResult:
     """SIGSTOP one gunicorn worker: its requests miss the load balancer's deadline and are
     retried elsewhere; gunicorn replaces the worker. At most one client-visible failure."""
-    before = stack.log_count("WORKER TIMEOUT")
+    since = time.time()
     container = stack.container_ids()[0]
     hung = worker_pids(stack, container)[0]
     os.kill(hung, signal.SIGSTOP)
@@ -165,7 +165,7 @@ def hung_worker(stack: Stack, threads: int = 8, requests_total: int = 320) -> Fa
         with Load(
             stack.lb_url, threads=threads, max_requests=requests_total, max_seconds=120
         ) as load:
-            replaced = wait_until(lambda: stack.log_count("WORKER TIMEOUT") > before, 60, 1)
+            replaced = wait_until(lambda: stack.log_count("WORKER TIMEOUT", since) > 0, 60, 1)
             if replaced:
                 replaced_after = time.monotonic() - started
             while load.result.total < requests_total and time.monotonic() - started < 120:

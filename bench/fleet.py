@@ -163,9 +163,17 @@ class Stack:
                     statuses.append(0)
         return statuses
 
-    def log_count(self, text: str, service: str = "model") -> int:
-        """How often ``text`` occurs in the service's logs since the stack started."""
-        return self.compose("logs", "--no-color", service, capture=True, check=False).count(text)
+    def log_count(self, text: str, since: float, service: str = "model") -> int:
+        """How often ``text`` occurs in the service's logs since ``since`` (a ``time.time()``).
+
+        Counted from a time, not as a difference of totals: a container's log is rotated
+        (compose.yaml's x-logging, 3 files of 10 MB), so a busy load balancer's oldest lines
+        are gone by the end of a test session and a total can fall.
+        """
+        logs = self.compose(
+            "logs", "--no-color", "--since", f"{since:.6f}", service, capture=True, check=False
+        )
+        return logs.count(text)
 
     def prometheus(self, path: str, **params: str) -> Any:
         """GET a Prometheus HTTP API path and return its `data` (PrometheusError unless the

@@ -85,7 +85,7 @@ def soak(
     capacity = probe.result.ok / capacity_seconds
     rate = max(1.0, fraction * capacity)
     ids = stack.container_ids()
-    recycled_before = stack.log_count(RECYCLED)
+    soak_started = time.time()
     series = MemorySeries()
     stop = threading.Event()
     sampler = threading.Thread(
@@ -104,7 +104,7 @@ def soak(
             time.sleep(0.5)
     stop.set()
     sampler.join(timeout=30)
-    recycled = stack.log_count(RECYCLED) - recycled_before
+    recycled = stack.log_count(RECYCLED, soak_started)
     window = min(60.0, max(every * 3, (seconds - warmup) / 4))
     growth = series.growth(warmup, window)
     worst = max(growth.values(), default=math.nan)

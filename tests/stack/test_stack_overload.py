@@ -32,7 +32,7 @@ def test_overload_is_shed_as_json_503_and_the_fleet_stays_up(three_replicas: Sta
     body = batch_body(stack.lb_url, MODEL, ROWS)
     url = f"{stack.lb_url}/models/{MODEL}/predict"
     state_before = upstream_state(stack)
-    changes_before = stack.log_count("upstream now", service="lb")
+    started = time.time()
     containers_before = containers(stack)
 
     with Prober(stack) as prober:
@@ -62,7 +62,7 @@ def test_overload_is_shed_as_json_503_and_the_fleet_stays_up(three_replicas: Sta
         state_after["modelfleet_upstream_last_change_timestamp_seconds"]
         == state_before["modelfleet_upstream_last_change_timestamp_seconds"]
     ), "the upstream was rewritten during the overload"
-    assert stack.log_count("upstream now", service="lb") == changes_before
+    assert stack.log_count("upstream now", started, service="lb") == 0
     assert containers(stack) == containers_before, "a container restarted or was OOM-killed"
     # The fleet serves normally right after.
     time.sleep(1)
