@@ -80,32 +80,46 @@ def test_gradient_boosting_keeps_the_sklearn_path(model_dir: Path) -> None:
     )
 
 
-def test_positive_class_first_is_handled() -> None:
-    """A classifier whose positive class is ``classes_[0]`` answers that column: ``1 - p``."""
-    x = np.array([[0.0], [1.0], [2.0], [3.0], [1.5], [2.5]])
-    model = LogisticRegression().fit(x, ["yes", "yes", "no", "no", "yes", "no"])
-    assert list(model.classes_) == ["no", "yes"]
-    feature = NumericFeature(name="v", type="number", description="", min=0, max=10)
+def classifier_bundle(
+    model: LogisticRegression,
+    names: list[str],
+    target: Target,
+    threshold: float | None = None,
+    high: float = 1e9,
+) -> Bundle:
+    """A bundle of a fitted logistic regression over numeric features ``names`` (0 to ``high``
+    with a threshold, else -``high`` to ``high``), as if packaged."""
+    low = 0 if threshold is not None else -high
+    features = tuple(
+        NumericFeature(name=n, type="number", description="", min=low, max=high) for n in names
+    )
     manifest = Manifest(
         name="t",
         version="1",
         task="classification",
         description="",
         estimator="sklearn.linear_model._logistic.LogisticRegression",
-        features=(feature,),
-        target=Target(
-            name="y", positive_class="no", answers={"no": "N", "yes": "Y"}, classes=("no", "yes")
-        ),
-        threshold=0.5,
+        features=features,
+        target=target,
+        threshold=threshold,
         training=Training(rows=6, split="none"),
         metrics={},
         training_data=DataFile(file="t.csv", sha256="0" * 64),
         artifact=Artifact(file="model.skops", format="skops", sha256="0" * 64),
         libraries={"scikit-learn": "1.9.1"},
     )
-    schema = Schema.from_features([feature])
-    bundle = Bundle(manifest, model, schema, "0" * 64, Path("t"))
-    predictor = Predictor(bundle)
+    return Bundle(manifest, model, Schema.from_features(list(features)), "0" * 64, Path("t"))
+
+
+def test_positive_class_first_is_handled() -> None:
+    """A classifier whose positive class is ``classes_[0]`` answers that column: ``1 - p``."""
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [1.5], [2.5]])
+    model = LogisticRegression().fit(x, ["yes", "yes", "no", "no", "yes", "no"])
+    assert list(model.classes_) == ["no", "yes"]
+    target = Target(
+        name="y", positive_class="no", answers={"no": "N", "yes": "Y"}, classes=("no", "yes")
+    )
+    predictor = Predictor(classifier_bundle(model, ["v"], target, threshold=0.5, high=10))
     expected = model.predict_proba(x)[:, 0]
     np.testing.assert_array_equal(predictor.positive_proba(x), expected)
     assert predictor.predict(x).predictions == ["N" if p >= 0.5 else "Y" for p in expected]
@@ -137,26 +151,8 @@ def test_a_packaged_binary_logistic_regression_answers_as_its_predict_and_predic
     names = ["a", "b"]
     fit_x = pd.DataFrame(rng.normal(size=(200, 2)), columns=names)
     model = LogisticRegression().fit(fit_x, np.where(fit_x["a"] + fit_x["b"] > 0, "up", "down"))
-    features = tuple(
-        NumericFeature(name=c, type="number", description="", min=-1e9, max=1e9) for c in names
-    )
-    manifest = Manifest(
-        name="t",
-        version="1",
-        task="classification",
-        description="",
-        estimator="sklearn.linear_model._logistic.LogisticRegression",
-        features=features,
-        target=Target(name="y", positive_class=None, answers=None, classes=("down", "up")),
-        threshold=None,
-        training=Training(rows=200, split="none"),
-        metrics={},
-        training_data=DataFile(file="t.csv", sha256="0" * 64),
-        artifact=Artifact(file="model.skops", format="skops", sha256="0" * 64),
-        libraries={"scikit-learn": "1.9.1"},
-    )
-    bundle = Bundle(manifest, model, Schema.from_features(list(features)), "0" * 64, Path("t"))
-    predictor = Predictor(bundle)
+    target = Target(name="y", positive_class=None, answers=None, classes=("down", "up"))
+    predictor = Predictor(classifier_bundle(model, names, target))
     assert linear_parts(model) is not None
     x = rng.normal(scale=3, size=(n, 2))
     x = np.ascontiguousarray(x)
