@@ -1,11 +1,14 @@
-"""Candidates that fail on 30% of their requests or add 200 ms to each: rolled back by their
-gate, automatically, under load (issue 12, proofs (ii) and (iv)).
+"""Candidates that never become ready, fail on 30% of their requests or add 200 ms to each:
+rolled back automatically, under load (issue 12, proofs (i), (ii) and (iv)).
 
-For this module the replicas run the test image ``modelfleet/model-server-faults`` (the served
-image plus tests/faults/faults.py, never served): diabetes 1.3.0 raises in 30% of its
-predictions, so the server answers 500 as for any failing model, and 1.4.0 takes 200 ms longer
-per prediction. Both are otherwise the seed model refitted, so only the errors gate and the
-latency gate can catch them. The served image is restored afterwards.
+diabetes 1.5.0 is packaged, then its artifact is changed: the replicas refuse to load it (its
+checksum is not the manifest's), so the first replica never serves it and the rollout rolls
+back after ROLLOUT_TIMEOUT. Then the replicas run the test image
+``modelfleet/model-server-faults`` (the served image plus tests/faults/faults.py, never served):
+diabetes 1.3.0 raises in 30% of its predictions, so the server answers 500 as for any failing
+model, and 1.4.0 takes 200 ms longer per prediction. Both are otherwise the seed model
+refitted, so only the errors gate and the latency gate can catch them. The served image is
+restored afterwards.
 """
 
 from __future__ import annotations
@@ -19,10 +22,17 @@ import pytest
 from tests.stack.candidates import ROOT, SEED, package, versions_answering
 from tests.stack.stackctl import Load, Stack
 
-ERRORS, SLOW = "1.3.0", "1.4.0"
+ERRORS, SLOW, NEVER_READY = "1.3.0", "1.4.0", "1.5.0"
 BAKE = 10
+#: Seconds a replica has to serve the never-ready candidate (ROLLOUT_TIMEOUT, 60 by default).
+TIMEOUT = 10
 FAULTS = ROOT / "tests" / "faults"
-GATE = {ERRORS: "errors", SLOW: "latency"}
+#: What each candidate's verdict names.
+REASON = {
+    ERRORS: "gate errors ",
+    SLOW: "gate latency ",
+    NEVER_READY: f"not serving {NEVER_READY} after {TIMEOUT} s",
+}
 
 
 def replicas_up(stack: Stack, *files: str) -> None:
@@ -35,7 +45,7 @@ def replicas_up(stack: Stack, *files: str) -> None:
 def rollouts(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]]]:
-    """Each faulty candidate rolled out under load: make's result, the load, the versions
+    """Each bad candidate rolled out under load: make's result, the load, the versions
     answering after."""
     tag = stack.env.get("MODELFLEET_TAG") or "dev"
     subprocess.run(
@@ -48,6 +58,14 @@ def rollouts(
     work = tmp_path_factory.mktemp("faults")
     done = {}
     try:
+        package(stack, work, NEVER_READY)
+        artifact = stack.repository / "diabetes" / NEVER_READY / "model.skops"
+        artifact.write_bytes(artifact.read_bytes() + b"\0")  # not the manifest's artifact now
+        with Load(stack.lb_url, threads=4, max_requests=200_000, max_seconds=240) as load:
+            made = stack.make(
+                "rollout", "NAME=diabetes", f"VERSION={NEVER_READY}", f"ROLLOUT_TIMEOUT={TIMEOUT}"
+            )
+        done[NEVER_READY] = (made, load, versions_answering(stack))
         replicas_up(stack, str(FAULTS / "compose.yaml"))
         for version in (ERRORS, SLOW):
             package(stack, work, version)
@@ -62,8 +80,8 @@ def rollouts(
         replicas_up(stack)
 
 
-@pytest.mark.parametrize("version", [ERRORS, SLOW])
-def test_a_faulty_candidate_is_rolled_back_by_its_gate(
+@pytest.mark.parametrize("version", [NEVER_READY, ERRORS, SLOW])
+def test_a_bad_candidate_is_rolled_back(
     version: str,
     rollouts: dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]],
 ) -> None:
@@ -75,17 +93,19 @@ def test_a_faulty_candidate_is_rolled_back_by_its_gate(
         if line.startswith(f"rollout diabetes {version}: FAILED")
     ]
     print(verdict)
-    assert f"gate {GATE[version]} " in verdict
+    assert REASON[version] in verdict
     rolled_back = rf"rolled back to {SEED} in [\d.]+ s \(no requests to {version} after"
     assert re.search(rolled_back, verdict)
     # After the verdict, no answer comes from the faulty candidate.
     assert after == {SEED}
 
 
-def test_the_slow_candidate_fails_no_client_request(
+@pytest.mark.parametrize("version", [NEVER_READY, SLOW])
+def test_a_never_ready_or_slow_candidate_fails_no_client_request(
+    version: str,
     rollouts: dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]],
 ) -> None:
-    result = rollouts[SLOW][1].result
+    result = rollouts[version][1].result
     assert result.ok > 1000
     assert result.failed == 0, dict(result.failures)
 
