@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from model_server.repository import HISTORY_FILE
+from model_server.repository import HISTORY_FILE, history_entries
 
-__all__ = ["HISTORY_FILE", "REPORTS_DIR", "Entry", "entries", "previous_version", "record"]
+__all__ = ["HISTORY_FILE", "REPORTS_DIR", "Entry", "previous_version", "record"]
 
 #: The reports' directory in the repository: one JSON file per recorded rollout.
 REPORTS_DIR = "rollouts"
@@ -94,26 +94,11 @@ def _report(repo: Path, entry: Entry, details: Mapping[str, object]) -> Entry:
     return entry
 
 
-def entries(repo: Path) -> Iterator[dict[str, object]]:
-    """The recorded rollouts, oldest first; lines that are not a JSON object are skipped."""
-    try:
-        lines = (repo / HISTORY_FILE).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return
-    for line in lines:
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(item, dict):
-            yield item
-
-
 def previous_version(repo: Path, name: str, current: str) -> str | None:
     """The version ``name`` came from when it last became ``current`` by a successful rollout
     or rollback; None when the history holds no such change."""
     found = None
-    for item in entries(repo):
+    for item in history_entries(repo):
         ok = item.get("model") == name and item.get("outcome") == "OK"
         if ok and item.get("to") == current and item.get("from") != current:
             found = item.get("from")

@@ -123,8 +123,8 @@ def test_an_unknown_model_cannot_be_rolled_back(repo: Path) -> None:
 
 
 def test_lines_that_are_not_json_objects_are_skipped(repo: Path) -> None:
-    (repo / rollout_history.HISTORY_FILE).write_text(
-        '{"model": "churn", "outcome": "OK", "from": "1", "to": "2"}\nnot json\n[1]\n'
+    (repo / rollout_history.HISTORY_FILE).write_bytes(
+        b'{"model": "churn", "outcome": "OK", "from": "1", "to": "2"}\nnot json\n[1]\n\xff\xfe\n'
     )
     assert rollout_history.previous_version(repo, "churn", "2") == "1"
     assert rollout_history.previous_version(repo, "churn", "1") is None

@@ -34,7 +34,7 @@ def line(model: str, outcome: str) -> str:
 
 
 def test_without_a_history_every_model_counts_zero_of_each_outcome(tmp_path: Path) -> None:
-    collector = RolloutHistoryCollector(tmp_path / HISTORY_FILE, ["churn"])
+    collector = RolloutHistoryCollector(tmp_path, ["churn"])
     assert scrape(collector) == {("churn", "FAILED"): 0, ("churn", "OK"): 0}
 
 
@@ -43,7 +43,7 @@ def test_the_history_is_counted_by_model_and_outcome_and_reread_when_it_grows(
 ) -> None:
     history = tmp_path / HISTORY_FILE
     history.write_text(line("churn", "OK") + line("churn", "FAILED") + "not json\n[1]\n")
-    collector = RolloutHistoryCollector(history, ["churn", "boston"])
+    collector = RolloutHistoryCollector(tmp_path, ["churn", "boston"])
     assert scrape(collector) == {
         ("boston", "FAILED"): 0,
         ("boston", "OK"): 0,

@@ -26,7 +26,6 @@ from model_server.api.pipeline import ENDPOINT_KEY, Pipeline, fail, refuse
 from model_server.core.errors import RequestError
 from model_server.core.registry import ModelRegistry
 from model_server.metrics import Metrics
-from model_server.repository import HISTORY_FILE
 from model_server.rollout_metrics import RolloutHistoryCollector
 from model_server.settings import Settings
 
@@ -77,7 +76,7 @@ def create_app(
     )
     for model in loaded:
         metrics.init_answers(model.name, model.version, model.predictor.answer_labels)
-    metrics.rollouts = RolloutHistoryCollector(settings.model_dir / HISTORY_FILE, registry.names)
+    metrics.rollouts = RolloutHistoryCollector(settings.model_dir, registry.names)
 
     server_state = ServerState(settings, registry, metrics)
     app.extensions[EXTENSION_KEY] = server_state

@@ -202,6 +202,24 @@ def read_index_file(path: Path) -> Index:
     return Index.from_dict(data)
 
 
+def history_entries(repo: Path) -> Iterator[dict[str, Any]]:
+    """The rollout history's entries (``HISTORY_FILE``), oldest first; none without a history.
+    Lines that are not a JSON object (one being written, garbled bytes) are skipped. Read here
+    for both sides: scripts/rollout_history.py (make rollback) and the replicas' metrics."""
+    try:
+        history = open(repo / HISTORY_FILE, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except FileNotFoundError:
+        return
+    with history:
+        for line in history:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                yield item
+
+
 def bundle_dir(repo: Path, name: str, version: str) -> Path:
     """``<repo>/<name>/<version>``, after checking both are plain names."""
     return repo / check_plain(name, "model name") / check_plain(version, "version")

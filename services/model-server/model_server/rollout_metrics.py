@@ -10,7 +10,6 @@ The file is read again only when its size or modification time changed.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import Counter
@@ -21,15 +20,19 @@ from typing import Final
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from model_server.repository import HISTORY_FILE, history_entries
+
 #: The outcomes a history line records; every model has a series of each, from 0.
 OUTCOMES: Final = ("OK", "FAILED")
 
 
 class RolloutHistoryCollector(Collector):
-    """Counts the rollouts of ``path`` by model and outcome; ``models`` start at 0."""
+    """Counts the rollouts in the history of the repository ``repo`` by model and outcome;
+    ``models`` start at 0."""
 
-    def __init__(self, path: Path, models: Iterable[str]) -> None:
-        self.path = path
+    def __init__(self, repo: Path, models: Iterable[str]) -> None:
+        self.repo = repo
+        self.path = repo / HISTORY_FILE
         self.models = tuple(models)
         self._lock = threading.Lock()
         self._seen: tuple[int, int] | None = None
@@ -44,7 +47,7 @@ class RolloutHistoryCollector(Collector):
         seen = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
             if seen != self._seen:
-                self._counts, self._seen = _count(self.path), seen
+                self._counts, self._seen = _count(self.repo), seen
             return self._counts
 
     def collect(self) -> Iterator[Metric]:
@@ -61,19 +64,13 @@ class RolloutHistoryCollector(Collector):
         yield family
 
 
-def _count(path: Path) -> dict[tuple[str, str], int]:
+def _count(repo: Path) -> dict[tuple[str, str], int]:
     counts: Counter[tuple[str, str]] = Counter()
     try:
-        with open(path, encoding="utf-8", errors="replace") as history:
-            for line in history:
-                try:
-                    item = json.loads(line)
-                except ValueError:
-                    continue  # a line being written, or not ours
-                if isinstance(item, dict) and item.get("outcome") in OUTCOMES:
-                    model = item.get("model")
-                    if isinstance(model, str) and model:
-                        counts[(model, item["outcome"])] += 1
+        for item in history_entries(repo):
+            model, outcome = item.get("model"), item.get("outcome")
+            if isinstance(model, str) and model and outcome in OUTCOMES:
+                counts[(model, outcome)] += 1
     except OSError:
         return {}
     return dict(counts)
