@@ -1,9 +1,11 @@
 """Candidate versions of the default model for the rollout stack tests: packaged into the
-stack's repository with `make model-package`, and the versions answering through the load
-balancer."""
+stack's repository with `make model-package`, rolled out under load, and the versions answering
+through the load balancer after."""
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import requests
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from tests.stack.stackctl import Stack
+from tests.stack.stackctl import Load, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ["pregnant", "glucose", "pressure"]
@@ -45,3 +47,30 @@ def versions_answering(stack: Stack, n: int = 30) -> set[str]:
     answers = [requests.get(stack.lb_url + PLUMBER, timeout=10) for _ in range(n)]
     assert {a.status_code for a in answers} == {200}
     return {a.headers["X-Model-Version"] for a in answers}
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A `make rollout` of diabetes under load: make's result, the load, and the versions
+    answering right after."""
+
+    version: str
+    made: subprocess.CompletedProcess[str]
+    load: Load
+    after: set[str]
+
+    def failed_verdict(self) -> str:
+        """The one verdict line of a rollout that failed (exit status 1, as make reports it)."""
+        made = self.made
+        assert "rollout] Error 1" in made.stderr, made.stdout + made.stderr
+        prefix = f"rollout diabetes {self.version}: FAILED"
+        (verdict,) = [line for line in made.stderr.splitlines() if line.startswith(prefix)]
+        return verdict
+
+
+def rollout_under_load(stack: Stack, version: str, *settings: str) -> Rollout:
+    """`make rollout NAME=diabetes VERSION=<version> <settings>` while four client threads send
+    plumber GETs through the load balancer (bounded: 200,000 requests, 240 s)."""
+    with Load(stack.lb_url, threads=4, max_requests=200_000, max_seconds=240) as load:
+        made = stack.make("rollout", "NAME=diabetes", f"VERSION={version}", *settings)
+    return Rollout(version, made, load, versions_answering(stack))

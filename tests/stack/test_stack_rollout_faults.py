@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.stack.candidates import ROOT, SEED, package, versions_answering
-from tests.stack.stackctl import Load, Stack
+from tests.stack.candidates import ROOT, SEED, Rollout, package, rollout_under_load
+from tests.stack.stackctl import Stack
 
 ERRORS, SLOW, NEVER_READY = "1.3.0", "1.4.0", "1.5.0"
 BAKE = 10
@@ -44,9 +44,8 @@ def replicas_up(stack: Stack, *files: str) -> None:
 @pytest.fixture(scope="module")
 def rollouts(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]]]:
-    """Each bad candidate rolled out under load: make's result, the load, the versions
-    answering after."""
+) -> Iterator[dict[str, Rollout]]:
+    """Each bad candidate rolled out under load."""
     tag = stack.env.get("MODELFLEET_TAG") or "dev"
     subprocess.run(
         ["docker", "build", "-q", "--build-arg", f"MODELFLEET_TAG={tag}",
@@ -56,24 +55,16 @@ def rollouts(
     index = stack.repository / "index.json"
     original = index.read_bytes()
     work = tmp_path_factory.mktemp("faults")
-    done = {}
+    done: dict[str, Rollout] = {}
     try:
         package(stack, work, NEVER_READY)
         artifact = stack.repository / "diabetes" / NEVER_READY / "model.skops"
         artifact.write_bytes(artifact.read_bytes() + b"\0")  # not the manifest's artifact now
-        with Load(stack.lb_url, threads=4, max_requests=200_000, max_seconds=240) as load:
-            made = stack.make(
-                "rollout", "NAME=diabetes", f"VERSION={NEVER_READY}", f"ROLLOUT_TIMEOUT={TIMEOUT}"
-            )
-        done[NEVER_READY] = (made, load, versions_answering(stack))
+        done[NEVER_READY] = rollout_under_load(stack, NEVER_READY, f"ROLLOUT_TIMEOUT={TIMEOUT}")
         replicas_up(stack, str(FAULTS / "compose.yaml"))
         for version in (ERRORS, SLOW):
             package(stack, work, version)
-            with Load(stack.lb_url, threads=4, max_requests=200_000, max_seconds=240) as load:
-                made = stack.make(
-                    "rollout", "NAME=diabetes", f"VERSION={version}", f"ROLLOUT_BAKE={BAKE}"
-                )
-            done[version] = (made, load, versions_answering(stack))
+            done[version] = rollout_under_load(stack, version, f"ROLLOUT_BAKE={BAKE}")
         yield done
     finally:
         index.write_bytes(original)
@@ -83,39 +74,33 @@ def rollouts(
 @pytest.mark.parametrize("version", [NEVER_READY, ERRORS, SLOW])
 def test_a_bad_candidate_is_rolled_back(
     version: str,
-    rollouts: dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]],
+    rollouts: dict[str, Rollout],
 ) -> None:
-    made, _, after = rollouts[version]
-    assert "rollout] Error 1" in made.stderr, made.stdout + made.stderr
-    (verdict,) = [
-        line
-        for line in made.stderr.splitlines()
-        if line.startswith(f"rollout diabetes {version}: FAILED")
-    ]
+    verdict = rollouts[version].failed_verdict()
     print(verdict)
     assert REASON[version] in verdict
     rolled_back = rf"rolled back to {SEED} in [\d.]+ s \(no requests to {version} after"
     assert re.search(rolled_back, verdict)
     # After the verdict, no answer comes from the faulty candidate.
-    assert after == {SEED}
+    assert rollouts[version].after == {SEED}
 
 
 @pytest.mark.parametrize("version", [NEVER_READY, SLOW])
 def test_a_never_ready_or_slow_candidate_fails_no_client_request(
     version: str,
-    rollouts: dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]],
+    rollouts: dict[str, Rollout],
 ) -> None:
-    result = rollouts[version][1].result
+    result = rollouts[version].load.result
     assert result.ok > 1000
     assert result.failed == 0, dict(result.failures)
 
 
 def test_the_failing_candidate_costs_at_most_its_share_of_one_bake(
-    rollouts: dict[str, tuple[subprocess.CompletedProcess[str], Load, set[str]]],
+    rollouts: dict[str, Rollout],
 ) -> None:
     """The client sees the candidate's 500s (nginx retries no 500), and only while it bakes:
     at most the requests one replica of three is sent in one bake."""
-    result = rollouts[ERRORS][1].result
+    result = rollouts[ERRORS].load.result
     seconds = sum(result.seconds) / 4  # four client threads, one request at a time each
     bound = result.total / seconds * BAKE / 3
     print(

@@ -21,8 +21,8 @@ import requests
 
 from bench.switches import MAX_GROWTH, switch_memory
 from tests.monitoring import queries
-from tests.stack.candidates import SEED, package, versions_answering
-from tests.stack.stackctl import Load, Stack
+from tests.stack.candidates import SEED, Rollout, package, rollout_under_load
+from tests.stack.stackctl import Stack
 
 GOOD, BAD = "1.1.0", "1.2.0"
 #: Short bakes keep `make test` short; the gates' windows and tolerances are the stack's own.
@@ -32,25 +32,15 @@ BAKE = "10"
 @pytest.fixture(scope="module")
 def rollouts(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, tuple[object, Load]]]:
-    """The good rollout and the bad one, each under load: (make's result, the load)."""
+) -> Iterator[dict[str, Rollout]]:
+    """The good rollout and the bad one, each under load."""
     work = tmp_path_factory.mktemp("gates")
     index = stack.repository / "index.json"
     original = index.read_bytes()
-    done: dict[str, tuple[object, Load]] = {}
     try:
         package(stack, work, GOOD, swap=False)
         package(stack, work, BAD, swap=True)
-        for version in (GOOD, BAD):
-            with Load(stack.lb_url, threads=4, max_requests=200_000, max_seconds=240) as load:
-                done[version] = (
-                    stack.make(
-                        "rollout", "NAME=diabetes", f"VERSION={version}", f"ROLLOUT_BAKE={BAKE}"
-                    ),
-                    load,
-                )
-            done[f"{version} after"] = (versions_answering(stack), load)
-        yield done
+        yield {v: rollout_under_load(stack, v, f"ROLLOUT_BAKE={BAKE}") for v in (GOOD, BAD)}
     finally:
         index.write_bytes(original)
         restored = stack.make("rollout", "NAME=diabetes", f"VERSION={SEED}", "ROLLOUT_BAKE=0")
@@ -58,31 +48,24 @@ def rollouts(
 
 
 def test_a_good_candidate_is_promoted_after_baking_on_live_traffic(
-    rollouts: dict[str, tuple[object, Load]],
+    rollouts: dict[str, Rollout],
 ) -> None:
-    made = rollouts[GOOD][0]
-    assert made.returncode == 0, made.stdout + made.stderr  # type: ignore[attr-defined]
-    out = made.stdout  # type: ignore[attr-defined]
+    made = rollouts[GOOD].made
+    assert made.returncode == 0, made.stdout + made.stderr
+    out = made.stdout
     print(out)
     # Two bakes: with one and with two of the three replicas on the candidate.
     assert (
         len(re.findall(r"baked \d+ s on [12] of 3: errors .* latency .* prediction_mix", out)) == 2
     )
     assert f"rollout diabetes {GOOD}: OK on 3 replicas" in out
-    assert rollouts[f"{GOOD} after"][0] == {GOOD}
+    assert rollouts[GOOD].after == {GOOD}
 
 
 def test_a_candidate_answering_the_opposite_class_is_rolled_back_by_its_gate(
-    rollouts: dict[str, tuple[object, Load]],
+    rollouts: dict[str, Rollout],
 ) -> None:
-    made = rollouts[BAD][0]
-    # The rollout's exit status 1 ("rolled back"), as make reports it.
-    assert "rollout] Error 1" in made.stderr, made.stdout + made.stderr  # type: ignore[attr-defined]
-    (verdict,) = [
-        line
-        for line in made.stderr.splitlines()  # type: ignore[attr-defined]
-        if line.startswith(f"rollout diabetes {BAD}: FAILED")
-    ]
+    verdict = rollouts[BAD].failed_verdict()
     print(verdict)
     assert "gate prediction_mix" in verdict
     assert "class shares: candidate" in verdict
@@ -92,21 +75,19 @@ def test_a_candidate_answering_the_opposite_class_is_rolled_back_by_its_gate(
         rf"rolled back to {GOOD} in [\d.]+ s \(no requests to {BAD} after [\d.]+ s\)$", verdict
     )
     # After the verdict, no answer comes from the bad candidate.
-    assert rollouts[f"{BAD} after"][0] == {GOOD}
+    assert rollouts[BAD].after == {GOOD}
 
 
 def test_no_client_request_failed_during_either_rollout(
-    rollouts: dict[str, tuple[object, Load]],
+    rollouts: dict[str, Rollout],
 ) -> None:
     for version in (GOOD, BAD):
-        result = rollouts[version][1].result
+        result = rollouts[version].load.result
         assert result.ok > 1000, version
         assert result.failed == 0, (version, dict(result.failures))
 
 
-def test_the_history_records_both_verdicts(
-    stack: Stack, rollouts: dict[str, tuple[object, Load]]
-) -> None:
+def test_the_history_records_both_verdicts(stack: Stack, rollouts: dict[str, Rollout]) -> None:
     lines = (stack.repository / "rollouts.jsonl").read_text().splitlines()
     mine = [
         json.loads(line) for line in lines if f'"to": "{GOOD}"' in line or f'"to": "{BAD}"' in line
@@ -125,7 +106,7 @@ def test_the_history_records_both_verdicts(
 
 
 def test_every_gate_rule_produces_series_while_two_versions_answer(
-    stack: Stack, rollouts: dict[str, tuple[object, Load]]
+    stack: Stack, rollouts: dict[str, Rollout]
 ) -> None:
     """The gates' rules exist only while two versions of a model answer (the monitoring tests'
     live check leaves them out): here the seed and the good version answer the same traffic,
@@ -156,7 +137,11 @@ def test_every_gate_rule_produces_series_while_two_versions_answer(
     # The dashboard panels that read them have data now too.
     panels = queries.dashboard_queries(two_versions=True)
     assert panels
-    empty = [f"{uid} / {title}" for uid, title, expr in panels if not _query(stack, expr)]
+    empty = [
+        f"{uid} / {title}"
+        for uid, title, expr in panels
+        if not stack.prometheus("/api/v1/query", query=expr)["result"]
+    ]
     assert not empty, f"gate panel queries without series: {empty}"
     failing = stack.prometheus(
         "/api/v1/query",
@@ -172,13 +157,8 @@ def test_every_gate_rule_produces_series_while_two_versions_answer(
     }
 
 
-def _query(stack: Stack, expr: str) -> list[dict]:
-    result: list[dict] = stack.prometheus("/api/v1/query", query=expr)["result"]
-    return result
-
-
 def test_twenty_version_switches_keep_a_replica_within_ten_percent_of_its_memory(
-    stack: Stack, rollouts: dict[str, tuple[object, Load]]
+    stack: Stack, rollouts: dict[str, Rollout]
 ) -> None:
     """A switch replaces the replica's worker processes, so nothing a version loaded stays
     behind: anonymous memory (heap, without page cache) after 20 switches between two
