@@ -20,9 +20,18 @@ help: ## Show this help
 
 # ---- tool environment and images -------------------------------------------------------------
 
+# The locked pip goes in first: the pip a host's Python bundles may be too old for the locks
+# (pip 23.2 refuses a hash-locked extra such as pytest-cov's coverage[toml] as "not pinned").
+define bootstrap_pip
+	sed -n '/^pip==/,/# via/p' requirements/dev.lock > $(1)/pip.lock
+	PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 $(1)/bin/pip install -q \
+	  --require-hashes -r $(1)/pip.lock
+endef
+
 $(VENV)/.installed: requirements/dev.lock
 	@scripts/host.sh python-venv
 	python3 -m venv $(VENV)
+	$(call bootstrap_pip,$(VENV))
 	$(PIP) install -q --require-hashes -r requirements/dev.lock
 	touch $@
 
@@ -34,6 +43,7 @@ CLIENTS_VENV := .venv-clients
 $(CLIENTS_VENV)/.installed: requirements/clients.lock
 	@scripts/host.sh python-venv
 	python3 -m venv $(CLIENTS_VENV)
+	$(call bootstrap_pip,$(CLIENTS_VENV))
 	PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 $(CLIENTS_VENV)/bin/pip install -q \
 	  --require-hashes -r requirements/clients.lock
 	touch $@

@@ -262,6 +262,10 @@ class Prober:
         self.stack = stack
         self.results: Counter = Counter()
         self.by_replica: Counter = Counter()
+        #: The longest run of busy probes in a row, per replica (upstream-sync takes a replica
+        #: out after UPSTREAM_PROBE_BUSY_ROUNDS of them).
+        self.longest_busy: Counter = Counter()
+        self._busy_run: Counter = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -269,8 +273,11 @@ class Prober:
         while not self._stop.is_set():
             for line in lb_exec(self.stack, PROBE).splitlines():
                 ip, status = line.split()
-                self.results[PROBE_OUTCOMES[status]] += 1
-                self.by_replica[ip, PROBE_OUTCOMES[status]] += 1
+                outcome = PROBE_OUTCOMES[status]
+                self.results[outcome] += 1
+                self.by_replica[ip, outcome] += 1
+                self._busy_run[ip] = self._busy_run[ip] + 1 if outcome == "busy" else 0
+                self.longest_busy[ip] = max(self.longest_busy[ip], self._busy_run[ip])
             self._stop.wait(0.5)
 
     def __enter__(self) -> Prober:
