@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -43,6 +44,8 @@ OVERLOAD_ROWS = 1000
 JSON = {"Content-Type": "application/json"}
 #: Issue #11's latency target for accepted requests under 5x overload: printed, not asserted.
 OVERLOAD_P99_TARGET_S = 0.25
+#: Bodies from this size on are "large" for the load balancer (nginx/balancer.conf's map).
+LARGE_BODY_BYTES = 100_000
 
 
 @dataclass
@@ -109,12 +112,15 @@ def replica_env(stack: Stack, name: str) -> str:
     return value
 
 
-def admission(stack: Stack) -> int:
+def admission(stack: Stack, large: bool = False) -> int:
     """Requests the fleet admits at once: replicas x the load balancer's max_conns per replica
-    (UPSTREAM_MAX_CONNS; when empty or 0, the replicas' workers x threads)."""
-    per_replica = int(service_env(stack, "UPSTREAM_MAX_CONNS", "lb") or 0)
-    if not per_replica:
-        per_replica = int(replica_env(stack, "MODELFLEET_WORKERS")) * int(
+    (UPSTREAM_MAX_CONNS; when empty or 0, the replicas' workers x threads), or for ``large``
+    bodies (100,000 bytes and more) UPSTREAM_MAX_CONNS_LARGE (empty or 0: their workers)."""
+    workers = int(replica_env(stack, "MODELFLEET_WORKERS"))
+    if large:
+        per_replica = int(service_env(stack, "UPSTREAM_MAX_CONNS_LARGE", "lb") or 0) or workers
+    else:
+        per_replica = int(service_env(stack, "UPSTREAM_MAX_CONNS", "lb") or 0) or workers * int(
             replica_env(stack, "MODELFLEET_THREADS")
         )
     return len(stack.container_ids()) * per_replica
@@ -250,17 +256,33 @@ def dns_failure(stack: Stack, seconds: float = 12, threads: int = 4) -> FaultRes
     )
 
 
+def accepted_p99_at_the_lb(stack: Stack, since: float, url: str) -> float:
+    """The p99 of the load balancer's own ``request_time`` (first byte in to last byte out) of
+    the 200s to ``url``'s path since ``since``; NaN without any. The issue's latency target is
+    judged on this figure: the clients' own p99 also holds their waits for the two cores and
+    their GIL (up to ~190 ms, measured on answers the load balancer sheds at once)."""
+    path = urlsplit(url).path
+    times = [
+        float(e["request_time"])
+        for e in stack.access_log(since)
+        if e.get("uri") == path and e.get("status") == 200
+    ]
+    return percentile(times, 0.99)
+
+
 def overload_fault(stack: Stack, factor: float, seconds: float = 20) -> FaultResult:
     """``factor`` x the fleet's admission in closed-loop clients posting 1,000-row batches to
     diabetes-gbt: the excess is shed (JSON 503, Retry-After), probes keep answering, the
     upstream does not change, nothing restarts. Factor 1 measures the capacity."""
-    clients = max(1, round(factor * admission(stack)))
     body = batch_body(stack.lb_url, OVERLOAD_MODEL, OVERLOAD_ROWS)
+    clients = max(1, round(factor * admission(stack, large=len(body) >= LARGE_BODY_BYTES)))
     url = f"{stack.lb_url}/models/{OVERLOAD_MODEL}/predict"
     state_before = upstream_state(stack)
     containers_before = containers(stack)
+    since = time.time()
     with Prober(stack) as prober:
         result = overload(url, body, clients=clients, seconds=seconds)
+    lb_p99 = accepted_p99_at_the_lb(stack, since, url)
     problems = []
     if prober.results["fail"]:
         problems.append(f"readiness probes failed: {dict(prober.results)}")
@@ -278,7 +300,7 @@ def overload_fault(stack: Stack, factor: float, seconds: float = 20) -> FaultRes
     malformed = sum(result.malformed.values())
     rate = accepted / seconds
     p99 = result.percentile(0.99)
-    verdict = "met" if p99 <= OVERLOAD_P99_TARGET_S else "MISSED"
+    verdict = "met" if lb_p99 <= OVERLOAD_P99_TARGET_S else "MISSED"
     return FaultResult(
         fault=f"{factor:g}x capacity ({clients} clients)",
         sent=result.total,
@@ -292,8 +314,9 @@ def overload_fault(stack: Stack, factor: float, seconds: float = 20) -> FaultRes
         problems=problems,
         note=f"{OVERLOAD_ROWS}-row {OVERLOAD_MODEL} batches: {rate:.0f} accepted/s; "
         f"shed p99 {result.percentile(0.99, shed=True) * 1000:.0f} ms; probes "
-        f"{dict(prober.results)}; accepted p99 <= {OVERLOAD_P99_TARGET_S * 1000:.0f} ms: {verdict}",
-        details={"accepted_per_s": rate, "probes": dict(prober.results)},
+        f"{dict(prober.results)}; accepted p99 at the LB {lb_p99 * 1000:.0f} ms "
+        f"<= {OVERLOAD_P99_TARGET_S * 1000:.0f} ms: {verdict}",
+        details={"accepted_per_s": rate, "probes": dict(prober.results), "lb_p99_s": lb_p99},
     )
 
 

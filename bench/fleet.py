@@ -8,6 +8,7 @@ the features the stack itself publishes (GET /models), as the benchmarks do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -174,6 +175,21 @@ class Stack:
             "logs", "--no-color", "--since", f"{since:.6f}", service, capture=True, check=False
         )
         return logs.count(text)
+
+    def access_log(self, since: float, service: str = "lb") -> list[dict[str, Any]]:
+        """The service's JSON log lines since ``since`` (a ``time.time()``): for the load
+        balancer, one access log entry per request (nginx/common.conf's ``json`` format, with
+        ``request_time`` as the load balancer measured it)."""
+        logs = self.compose(
+            "logs", "--no-color", "--no-log-prefix", "--since", f"{since:.6f}", service,
+            capture=True, check=False,
+        )  # fmt: skip
+        entries = []
+        for line in logs.splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    entries.append(json.loads(line))
+        return entries
 
     def prometheus(self, path: str, **params: str) -> Any:
         """GET a Prometheus HTTP API path and return its `data` (PrometheusError unless the

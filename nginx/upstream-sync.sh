@@ -39,6 +39,9 @@ SERVER_OPTS="${UPSTREAM_SERVER_OPTS:-max_fails=1 fail_timeout=5s}"
 # threads. Empty: the replica's workers x threads (MODELFLEET_WORKERS x MODELFLEET_THREADS, the
 # same variables the model service gets, default 2 x 4); 0: no limit (everything queues).
 MAX_CONNS="${UPSTREAM_MAX_CONNS:-}"
+# Admission of large bodies (100,000 bytes and more), in a group of their own (model_large in
+# balancer.conf): empty, one per worker (MODELFLEET_WORKERS); 0: no limit.
+MAX_CONNS_LARGE="${UPSTREAM_MAX_CONNS_LARGE:-}"
 WORKERS="${MODELFLEET_WORKERS:-2}"
 THREADS="${MODELFLEET_THREADS:-4}"
 # Per-client caps at the front tier, keyed on the client address (429 with Retry-After): at
@@ -66,6 +69,7 @@ reload_failures=0
 last_change=0
 # Set by render_max_conns.
 MAX_CONNS_OPT=""
+MAX_CONNS_LARGE_OPT=""
 # Rounds in a row each address's probe timed out (render).
 declare -A busy_rounds=()
 
@@ -97,8 +101,15 @@ current_addresses() {
   sed -n "s/^server \([0-9.]*\):$PORT .*/\1/p" "$CONF"
 }
 
-# The upstream's server lines for the healthy replicas. Sets resolved_count and counts empty
-# lookups; must run in the main shell (not in $(...)) for those to stick, so it writes to a file.
+# The large group's file beside an upstream file: upstream.conf(.new) -> upstream-large.conf(.new).
+large_of() {
+  local dir="${1%/*}" base="${1##*/}"
+  printf '%s/%s' "$dir" "${base/.conf/-large.conf}"
+}
+
+# The upstream's server lines for the healthy replicas, in `out` and in the large group's file
+# beside it (the same replicas, their own max_conns). Sets resolved_count and counts empty
+# lookups; must run in the main shell (not in $(...)) for those to stick, so it writes to files.
 render() {
   local out="$1" ips healthy=() ip
   ips="$(resolve)"
@@ -128,27 +139,35 @@ render() {
   fi
   if [ ${#healthy[@]} -eq 0 ]; then
     # An upstream block needs one server; this one is never used.
-    echo "server 127.0.0.1:9 down;" >"$out"
+    echo "server 127.0.0.1:9 down;" | tee "$(large_of "$out")" >"$out"
     return
   fi
   for ip in "${healthy[@]}"; do
     echo "server $ip:$PORT ${MAX_CONNS_OPT}$SERVER_OPTS;"
   done >"$out"
+  for ip in "${healthy[@]}"; do
+    echo "server $ip:$PORT ${MAX_CONNS_LARGE_OPT}$SERVER_OPTS;"
+  done >"$(large_of "$out")"
 }
 
 # Install the rendered upstream if it differs, and reload the balancer tier; a config nginx
 # rejects, or a reload that fails, keeps the previous upstream and is counted.
 apply() {
-  local new="$1"
-  cmp -s "$new" "$CONF" && return 0
+  local new="$1" large
+  large="$(large_of "$CONF")"
+  cmp -s "$new" "$CONF" && cmp -s "$(large_of "$new")" "$large" && return 0
   cp "$CONF" "$CONF.old" 2>/dev/null
+  cp "$large" "$large.old" 2>/dev/null
   mv "$new" "$CONF"
+  mv "$(large_of "$new")" "$large"
   if ! "${BALANCER[@]}" -t -q 2>/dev/null; then
     mv "$CONF.old" "$CONF"
+    mv "$large.old" "$large"
     reload_failures=$((reload_failures + 1))
     log "rendered upstream rejected by nginx -t; kept the previous one"
   elif ! "${BALANCER[@]}" -s reload 2>/dev/null; then
     mv "$CONF.old" "$CONF"
+    mv "$large.old" "$large"
     reload_failures=$((reload_failures + 1))
     log "reloading the balancer tier failed; kept the previous upstream"
   else
@@ -188,20 +207,22 @@ count_setting() {
   fi
 }
 
-# Sets MAX_CONNS_OPT, the max_conns option of every rendered server line, from
-# UPSTREAM_MAX_CONNS, or from the replicas' workers x threads when that is empty.
+# Sets MAX_CONNS_OPT and MAX_CONNS_LARGE_OPT, the max_conns option of every rendered server
+# line of each group, from UPSTREAM_MAX_CONNS and UPSTREAM_MAX_CONNS_LARGE, or when they are
+# empty from the replicas' workers x threads and workers.
 render_max_conns() {
-  local n="$MAX_CONNS"
-  if [ -z "$n" ]; then
-    count_setting MODELFLEET_WORKERS "$WORKERS" && count_setting MODELFLEET_THREADS "$THREADS" \
-      || return 1
-    n=$((WORKERS * THREADS))
-  fi
-  count_setting UPSTREAM_MAX_CONNS "$n" || return 1
+  local n="$MAX_CONNS" large="$MAX_CONNS_LARGE"
+  count_setting MODELFLEET_WORKERS "$WORKERS" && count_setting MODELFLEET_THREADS "$THREADS" \
+    || return 1
+  [ -z "$n" ] && n=$((WORKERS * THREADS))
+  [ -z "$large" ] && large="$WORKERS"
+  count_setting UPSTREAM_MAX_CONNS "$n" && count_setting UPSTREAM_MAX_CONNS_LARGE "$large" \
+    || return 1
   MAX_CONNS_OPT=""
-  if [ "$n" -gt 0 ]; then
-    MAX_CONNS_OPT="max_conns=$n "
-  fi
+  MAX_CONNS_LARGE_OPT=""
+  [ "$n" -gt 0 ] && MAX_CONNS_OPT="max_conns=$n "
+  [ "$large" -gt 0 ] && MAX_CONNS_LARGE_OPT="max_conns=$large "
+  return 0
 }
 
 # The front tier's per-client caps (nginx.conf includes both files): the zones at http level,

@@ -1,10 +1,12 @@
-"""Overload is shed, not queued: beyond the fleet's admission (max_conns per replica, its
-workers x threads), the load balancer answers 503 JSON with Retry-After at once, readiness
-probes keep answering at once, the upstream never changes and nothing restarts.
+"""Overload is shed, not queued: beyond the fleet's admission (max_conns per replica: its
+workers x threads, and for bodies of 100,000 bytes and more its workers), the load balancer
+answers 503 JSON with Retry-After at once, readiness probes keep answering, the upstream never
+changes and nothing restarts.
 
-CI-sized and bounded: 48 clients for 10 s sending 1,000-row batches to diabetes-gbt, twice the
-fleet's 24 admitted requests (3 replicas x 2 workers x 4 threads). Counts are asserted, never
-latencies (bench/traffic.py's ``overload`` measures those; make chaos prints them).
+CI-sized and bounded: 24 clients for 10 s sending 1,000-row batches (large bodies) to
+diabetes-gbt, four times the fleet's 6 admitted large requests (3 replicas x 2 workers). Counts
+are asserted, never latencies (bench/traffic.py's ``overload`` measures those; make chaos
+prints them).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import pytest
 import requests
 
 from bench.compose import Project
-from bench.traffic import batch_body
+from bench.traffic import Load, batch_body
 from tests.stack.stackctl import Prober, Stack, containers, overload, upstream_state
 
-CLIENTS = 48
+CLIENTS = 24
 SECONDS = 10
 ROWS = 1000
 MODEL = "diabetes-gbt"
@@ -36,15 +38,19 @@ def test_overload_is_shed_as_json_503_and_the_fleet_stays_up(three_replicas: Sta
     started = time.time()
     containers_before = containers(stack)
 
-    with Prober(stack) as prober:
+    # Beside the batches, two clients of small requests (plumber GETs, one-row POSTs) at 40 a
+    # second: they have an admission of their own, so none of them is shed.
+    with Prober(stack) as prober, Load(stack.lb_url, threads=2, rate=40, max_seconds=60) as small:
         result = overload(url, body, clients=CLIENTS, seconds=SECONDS)
 
     print(
         f"{result.total} requests: {dict(result.statuses)}; accepted p50 "
         f"{result.percentile(0.5) * 1000:.0f} ms, p99 {result.percentile(0.99) * 1000:.0f} ms; "
         f"shed p99 {result.percentile(0.99, shed=True) * 1000:.0f} ms; "
-        f"probes {dict(prober.results)}"
+        f"probes {dict(prober.results)}; small requests beside: {small.result.ok} ok, "
+        f"{small.result.failed} failed {dict(small.result.failures)}"
     )
+    assert small.result.ok > 0 and small.result.failed == 0, small.result.failures
     assert result.statuses[200] > 0, result.statuses
     assert result.statuses[503] > 0, f"nothing was shed: {result.statuses}"
     assert set(result.statuses) <= {200, 503}, result.statuses

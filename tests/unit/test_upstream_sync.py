@@ -74,10 +74,17 @@ class Sync:
         subprocess.run(["bash", "-c", script], env=env, check=True, timeout=30)
 
     def servers(self) -> list[str]:
-        return [line.split()[1] for line in self.conf.read_text().splitlines()]
+        """The upstream's servers; the large bodies' group always lists the same ones."""
+        servers = [line.split()[1] for line in self.lines()]
+        assert [line.split()[1] for line in self.large_lines()] == servers
+        return servers
 
     def lines(self) -> list[str]:
         return self.conf.read_text().splitlines()
+
+    def large_lines(self) -> list[str]:
+        """The large bodies' group (model_large in balancer.conf)."""
+        return (self.dir / "upstream-large.conf").read_text().splitlines()
 
     def metric(self, name: str) -> float:
         for line in self.metrics.read_text().splitlines():
@@ -244,19 +251,35 @@ def test_each_replica_admits_workers_times_threads_by_default(sync: Sync) -> Non
     ]
 
 
+def test_each_replica_admits_one_large_body_per_worker_by_default(sync: Sync) -> None:
+    sync.run(first=RENDER_ADMITTED)
+    assert sync.large_lines() == [
+        "server 10.0.0.2:8080 max_conns=2 max_fails=1 fail_timeout=5s;",
+        "server 10.0.0.3:8080 max_conns=2 max_fails=1 fail_timeout=5s;",
+    ]
+
+
 def test_max_conns_follows_the_replicas_workers_and_threads(sync: Sync) -> None:
     sync.run(first=RENDER_ADMITTED, MODELFLEET_WORKERS="3", MODELFLEET_THREADS="5")
     assert all(" max_conns=15 " in line for line in sync.lines())
+    assert all(" max_conns=3 " in line for line in sync.large_lines())
 
 
 def test_upstream_max_conns_overrides_and_zero_switches_admission_off(sync: Sync) -> None:
-    sync.run(first=RENDER_ADMITTED, UPSTREAM_MAX_CONNS="3", MODELFLEET_WORKERS="4")
+    sync.run(
+        first=RENDER_ADMITTED,
+        UPSTREAM_MAX_CONNS="3",
+        UPSTREAM_MAX_CONNS_LARGE="1",
+        MODELFLEET_WORKERS="4",
+    )
     assert all(" max_conns=3 " in line for line in sync.lines())
-    sync.run(first=RENDER_ADMITTED, UPSTREAM_MAX_CONNS="0")
-    assert sync.lines() == [
+    assert all(" max_conns=1 " in line for line in sync.large_lines())
+    sync.run(first=RENDER_ADMITTED, UPSTREAM_MAX_CONNS="0", UPSTREAM_MAX_CONNS_LARGE="0")
+    unlimited = [
         "server 10.0.0.2:8080 max_fails=1 fail_timeout=5s;",
         "server 10.0.0.3:8080 max_fails=1 fail_timeout=5s;",
     ]
+    assert sync.lines() == sync.large_lines() == unlimited
 
 
 def test_max_conns_survives_a_change_of_the_replica_set(sync: Sync) -> None:
@@ -267,6 +290,7 @@ def test_max_conns_survives_a_change_of_the_replica_set(sync: Sync) -> None:
     sync.run(first=RENDER_ADMITTED)
     assert sync.servers() == ["10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080"]
     assert all(" max_conns=8 " in line for line in sync.lines())
+    assert all(" max_conns=2 " in line for line in sync.large_lines())
 
 
 def _render(tmp_path: Path, function: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -287,6 +311,7 @@ def _render(tmp_path: Path, function: str, **env: str) -> subprocess.CompletedPr
         ("UPSTREAM_MAX_CONNS", "-1"),
         ("UPSTREAM_MAX_CONNS", "8x"),
         ("UPSTREAM_MAX_CONNS", "08"),
+        ("UPSTREAM_MAX_CONNS_LARGE", "two"),
         ("MODELFLEET_WORKERS", "two"),
         ("MODELFLEET_THREADS", "1.5"),
     ],
@@ -370,7 +395,7 @@ def test_the_shed_answer_is_json_503_with_retry_after_and_only_for_no_live_upstr
         "error_page 502 = $bad_gateway_page;"
         in (SCRIPT.parent / "json-error-pages.conf").read_text()
     )
-    assert '"~(^|, )model$" /_errors/overloaded;' in common
+    assert '"~(^|, )model(_large)?$" /_errors/overloaded;' in common
     assert "default         /_errors/upstream_unavailable;" in common
     for page, status in (("overloaded", 503), ("too_many_requests", 429)):
         body = errors.split(f"location = /_errors/{page} {{")[1].split("\n}")[0]
