@@ -164,21 +164,21 @@ def hung_worker(stack: Stack, threads: int = 8, requests_total: int = 320) -> Fa
     since = time.time()
     container = stack.container_ids()[0]
     hung = worker_pids(stack, container)[0]
-    os.kill(hung, signal.SIGSTOP)
-    started = time.monotonic()
     replaced_after = None
-    try:
-        with Load(
-            stack.lb_url, threads=threads, max_requests=requests_total, max_seconds=120
-        ) as load:
+    # The load starts first: it reads the served models through the load balancer as it
+    # starts, and that read must not be the request that waits for the deadline.
+    with Load(stack.lb_url, threads=threads, max_requests=requests_total, max_seconds=120) as load:
+        os.kill(hung, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
             replaced = wait_until(lambda: stack.log_count("WORKER TIMEOUT", since) > 0, 60, 1)
             if replaced:
                 replaced_after = time.monotonic() - started
             while load.result.total < requests_total and time.monotonic() - started < 120:
                 time.sleep(0.5)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(hung, signal.SIGCONT)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(hung, signal.SIGCONT)
     gone = hung not in worker_pids(stack, container)
     problems = [] if replaced_after is not None and gone else ["the hung worker was not replaced"]
     return from_load(
