@@ -71,7 +71,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import ROOT, BenchError, cpu, docker, generic, wrk
+from bench import ROOT, BenchError, components, cpu, docker, generic, wrk
 from bench.compose import Project
 from bench.procs import Process, free_port, http_ok, stop_all, taskset
 from bench.scenarios import Scenario, check_scenario, scenarios, select
@@ -156,9 +156,15 @@ def host_apps(args: argparse.Namespace, logs: Path) -> Iterator[dict[str, tuple[
 
 
 def run_wrk(
-    url: str, sc: Scenario, args: argparse.Namespace, duration: int, pid: int | None = None
+    url: str,
+    sc: Scenario,
+    args: argparse.Namespace,
+    duration: int,
+    pid: int | None = None,
+    stack_cpu: components.StackCpu | None = None,
 ) -> dict[str, Any]:
-    """One wrk run: requests/s, latency percentiles (ms), errors and server CPU per request."""
+    """One wrk run: requests/s, latency percentiles (ms), errors and server CPU per request
+    (of the process ``pid``, and of each part of the stack with ``stack_cpu``)."""
     body_file = None
     if sc.body is not None:
         body_file = args.tmp / ("body-" + "".join(c if c.isalnum() else "_" for c in sc.name))
@@ -166,6 +172,7 @@ def run_wrk(
             body_file.write_bytes(sc.body)
     request = wrk.Request(url, sc.method, body_file, sc.content_type)
     cpu_before = cpu.process_seconds(pid)
+    stack_before = stack_cpu.snapshot() if stack_cpu else None
     r = wrk.run(
         request,
         connections=args.connections,
@@ -174,6 +181,9 @@ def run_wrk(
         wrk=args.wrk,
     )
     cpu_after = cpu.process_seconds(pid)
+    by_component = None
+    if stack_cpu and stack_before is not None:
+        by_component = components.us_per_request(stack_before, stack_cpu.snapshot(), r.requests)
     cpu_us = None
     if cpu_before is not None and cpu_after is not None and r.requests:
         cpu_us = (cpu_after - cpu_before) / r.requests * 1e6
@@ -182,6 +192,7 @@ def run_wrk(
         "p50_ms": r.p50_ms,
         "p99_ms": r.p99_ms,
         "cpu_us_per_request": cpu_us,
+        "cpu_us_by_component": by_component,
         "errors": r.errors,
         "raw": r.raw,
     }
@@ -191,6 +202,7 @@ def summarize(where: str, sc: Scenario, app: str, rs: list[dict[str, Any]]) -> d
     """One (scenario, app) pair over its rounds: medians, summed errors, every run."""
     rps = statistics.median(r["rps"] for r in rs)
     cpus = [r["cpu_us_per_request"] for r in rs if r["cpu_us_per_request"] is not None]
+    by_component = [r["cpu_us_by_component"] for r in rs if r.get("cpu_us_by_component")]
     return {
         "where": where,
         "scenario": sc.name,
@@ -204,6 +216,9 @@ def summarize(where: str, sc: Scenario, app: str, rs: list[dict[str, Any]]) -> d
         "p50_ms": statistics.median(r["p50_ms"] for r in rs),
         "p99_ms": statistics.median(r["p99_ms"] for r in rs),
         "cpu_us_per_request": statistics.median(cpus) if cpus else None,
+        "cpu_us_by_component": (
+            components.median_by_component(by_component) if by_component else None
+        ),
         "errors": sum(r["errors"] for r in rs),
         "valid": all(r["errors"] == 0 for r in rs),
         "runs": rs,
@@ -216,6 +231,7 @@ def measure(
     args: argparse.Namespace,
     where: str,
     pids: dict[str, int] | None = None,
+    stack_cpu: components.StackCpu | None = None,
 ) -> list[dict[str, Any]]:
     """Warm up, then interleave rounds over every (scenario, app); medians per pair."""
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -226,7 +242,8 @@ def measure(
         run_wrk(urls[app] + sc.path, sc, args, args.warmup)
     for rnd in range(args.rounds):
         for sc, app in pairs:
-            r = run_wrk(urls[app] + sc.path, sc, args, args.duration, (pids or {}).get(app))
+            pid = (pids or {}).get(app)
+            r = run_wrk(urls[app] + sc.path, sc, args, args.duration, pid, stack_cpu)
             runs.setdefault((sc.name, app), []).append(r)
             cpu_us = r["cpu_us_per_request"]
             print(
@@ -264,7 +281,12 @@ def measure_lb(scs: list[Scenario], args: argparse.Namespace) -> tuple[list[Any]
         return [], "skipped (--lb off)"
     if args.lb_url:
         url = args.lb_url.rstrip("/")
-        return measure(lb_scs, {"server": url}, args, "lb"), f"measured {args.lb_url}"
+        # The stack's parts are read when its project (COMPOSE_PROJECT_NAME, default
+        # modelfleet: make up's) runs on this engine.
+        project = os.environ.get("COMPOSE_PROJECT_NAME") or "modelfleet"
+        stack_cpu = components.StackCpu(project) if docker.available() else None
+        results = measure(lb_scs, {"server": url}, args, "lb", stack_cpu=stack_cpu)
+        return results, f"measured {args.lb_url}"
     if not docker.available():
         return [], "skipped: Docker is not available and --lb-url is not set"
     return measure_own_stack(lb_scs, args)
@@ -281,7 +303,8 @@ def measure_own_stack(
     saved_pin, args.pin_wrk = args.pin_wrk, False  # containers use every CPU
     try:
         with bench_stack(args) as url:
-            return measure(lb_scs, {"server": url}, args, "lb"), note
+            stack_cpu = components.StackCpu(COMPOSE_ENV["COMPOSE_PROJECT_NAME"])
+            return measure(lb_scs, {"server": url}, args, "lb", stack_cpu=stack_cpu), note
     finally:
         args.pin_wrk = saved_pin
 
@@ -448,6 +471,21 @@ def bench(args: argparse.Namespace) -> int:
         return bench_on(args, gen)
 
 
+def stack_cpu_report(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per load-balancer scenario: the stack's CPU per request by component, against the same
+    scenario's CPU per request on the host's pinned replica (the ``server`` app)."""
+    pinned = {
+        r["scenario"]: r["cpu_us_per_request"]
+        for r in results
+        if r["where"] == "host" and r["app"] == "server"
+    }
+    return {
+        r["scenario"]: components.summary(r["cpu_us_by_component"], pinned.get(r["scenario"]))
+        for r in results
+        if r["where"] == "lb" and r.get("cpu_us_by_component")
+    }
+
+
 def bench_on(args: argparse.Namespace, gen: generic.Generic | None) -> int:
     """The bench on the repository ``args.model_dir`` (with the generic model when ``gen``)."""
     scs = select(scenarios(args.model_dir), args.only)
@@ -474,7 +512,11 @@ def bench_on(args: argparse.Namespace, gen: generic.Generic | None) -> int:
         in_process = generic.in_process_us(gen.estimator, gen.record, args.in_process_seconds)
         extra["generic"] = generic_report(results, in_process)
     cks = checks(results)
+    stack = stack_cpu_report(results)
+    if stack:
+        extra["stack_cpu"] = stack
     print(table(results, cks))
+    print("\n".join(components.table(stack)))
     if "generic" in extra:
         g = extra["generic"]
         print("\n".join(generic.lines(g["comparisons"], g["in_process_us_per_call"])))
