@@ -32,6 +32,9 @@ PROBE = (
     'source /usr/local/bin/upstream-sync; for ip in $(resolve); do probe "$ip"; echo "$ip $?"; done'
 )
 PROBE_OUTCOMES = {"0": "ok", "1": "fail", "2": "busy"}
+#: The load balancer's access logs are buffered and flushed every second (nginx: flush=1s):
+#: this long after a request, its line is in the log.
+ACCESS_LOG_FLUSH_WAIT_S = 2.0
 
 
 class Stack:
@@ -176,14 +179,15 @@ class Stack:
         )
         return logs.count(text)
 
-    def access_log(self, since: float, service: str = "lb") -> list[dict[str, Any]]:
-        """The service's JSON log lines since ``since`` (a ``time.time()``): for the load
-        balancer, one access log entry per request (nginx/common.conf's ``json`` format, with
-        ``request_time`` as the load balancer measured it)."""
+    def access_log(self, since: float | None = None, service: str = "lb") -> list[dict[str, Any]]:
+        """The service's JSON log lines (since ``since``, a ``time.time()``, or all): for the
+        load balancer, the balancer tier's access log entry of every proxied request and the
+        front tier's of what it answers itself (nginx/common.conf's ``json`` format). nginx
+        flushes them every second: wait :data:`ACCESS_LOG_FLUSH_WAIT_S` after the requests."""
+        window = [] if since is None else ["--since", f"{since:.6f}"]
         logs = self.compose(
-            "logs", "--no-color", "--no-log-prefix", "--since", f"{since:.6f}", service,
-            capture=True, check=False,
-        )  # fmt: skip
+            "logs", "--no-color", "--no-log-prefix", *window, service, capture=True, check=False
+        )
         entries = []
         for line in logs.splitlines():
             if line.startswith("{"):
