@@ -187,6 +187,10 @@ rollback: venv ## Roll a model back to the version it came from (rollout history
 swarm-config: venv ## Write build/swarm/stack.yaml: a Docker Swarm stack file from compose.yaml, and its gaps
 	$(PY) -m scripts.swarm_config
 
+.PHONY: k8s-manifests
+k8s-manifests: venv ## Write build/k8s/modelfleet.yaml: Kubernetes manifests from compose.yaml, validated offline [K8S_REGISTRY=host:port]
+	$(PY) -m scripts.k8s_manifests $(if $(K8S_REGISTRY),--registry "$(K8S_REGISTRY)")
+
 # ---- checks -------------------------------------------------------------------------------------
 
 .PHONY: lint
@@ -196,7 +200,7 @@ lint: venv ## Static gates: ruff, mypy (strict on the prediction core), bandit, 
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict services/model-server/model_server/core \
 	  services/model-server/model_server/repository.py services/model-server/model_server/package*.py \
-	  scripts/rollout.py scripts/swarm_config.py
+	  scripts/rollout.py scripts/k8s_manifests.py
 	@# Medium severity and up fail; a `# nosec` carries its reason on the line above.
 	$(VENV)/bin/bandit -q -r --severity-level medium services scripts bench monitoring
 	$(VENV)/bin/hadolint --no-color --config .hadolint.yaml $(wildcard */Dockerfile */*/Dockerfile)

@@ -242,6 +242,13 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp.name, path)
 
 
+def write(model: dict[str, Any], out: Path) -> list[str]:
+    """Write the stack file of a `compose config --format json` model; the gaps it has."""
+    remaining = gaps(model)
+    write_atomically(out, render(stack_file(model), left_out(model), remaining))
+    return remaining
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the stack file; print its path and the gaps that remain."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -250,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every profile, to name the services left out; the caller's settings (MODELFLEET_TAG,
     # REPLICAS, ...) apply as they do to `make up`.
     model = compose.config(("*",), project="modelfleet-swarm")
-    remaining = gaps(model)
-    write_atomically(args.out, render(stack_file(model), left_out(model), remaining))
+    remaining = write(model, args.out)
     print(f"swarm_config: wrote {args.out}")
     for gap in remaining:
         print(f"swarm_config: gap: {gap}")
