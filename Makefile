@@ -187,6 +187,19 @@ rollback: venv ## Roll a model back to the version it came from (rollout history
 swarm-config: venv ## Write build/swarm/stack.yaml: a Docker Swarm stack file from compose.yaml, and its gaps
 	$(PY) -m scripts.swarm_config
 
+.PHONY: swarm-up
+swarm-up: build ## Deploy the stack on Docker Swarm (a one-node swarm when the host is in none) and wait for the seed answer
+	$(PY) -m scripts.swarm up
+
+.PHONY: swarm-scale
+swarm-scale: venv ## Scale the replicas on Swarm and wait until each is in the upstream and scraped: make swarm-scale REPLICAS=N
+	$(if $(REPLICAS),,$(error usage: make swarm-scale REPLICAS=N))
+	$(PY) -m scripts.swarm scale $(REPLICAS)
+
+.PHONY: swarm-down
+swarm-down: venv ## Remove the Swarm stack and its volumes (and the swarm, only when swarm-up created it)
+	$(PY) -m scripts.swarm down
+
 .PHONY: k8s-manifests
 k8s-manifests: venv ## Write build/k8s/modelfleet.yaml: Kubernetes manifests from compose.yaml, validated offline [K8S_REGISTRY=host:port]
 	$(PY) -m scripts.k8s_manifests $(if $(K8S_REGISTRY),--registry "$(K8S_REGISTRY)")
@@ -200,7 +213,7 @@ lint: venv ## Static gates: ruff, mypy (strict on the prediction core), bandit, 
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict services/model-server/model_server/core \
 	  services/model-server/model_server/repository.py services/model-server/model_server/package*.py \
-	  scripts/rollout.py scripts/k8s_manifests.py
+	  scripts/rollout.py scripts/k8s_manifests.py scripts/swarm.py
 	@# Medium severity and up fail; a `# nosec` carries its reason on the line above.
 	$(VENV)/bin/bandit -q -r --severity-level medium services scripts bench monitoring
 	$(VENV)/bin/hadolint --no-color --config .hadolint.yaml $(wildcard */Dockerfile */*/Dockerfile)

@@ -46,7 +46,8 @@ HANDLED = {
 # fmt: on
 #: Swarm's fixed pause between restarts: it has no growing back-off like the Docker daemon's.
 RESTART_DELAY = "5s"
-#: The options every Swarm tmpfs has: Swarm sets its size only, so it is root's, mode 1777.
+#: The options every Swarm tmpfs has: Swarm sets its size only, so it is root's, with the mode of
+#: the image's directory it covers (the images make theirs 1777, or Swarm's would be 0755).
 SWARM_TMPFS = {("uid", ""), ("gid", ""), ("mode", "1777")}
 #: Binary multiples of Docker's tmpfs sizes (go-units RAMInBytes).
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -201,7 +202,7 @@ def gaps(compose_model: dict[str, Any]) -> list[str]:
                 opts = ",".join(f"{k}={v}" for k, v in options.items())
                 found[
                     f"tmpfs {target}: {opts} dropped (a Swarm tmpfs takes a size only: "
-                    "root-owned, mode 1777)"
+                    "root-owned, with the mode of the image's directory: 1777 in these images)"
                 ].append(name)
         for volume in svc.get("volumes") or []:
             if volume.get("type") == "bind":

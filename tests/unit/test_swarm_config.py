@@ -189,7 +189,7 @@ def test_each_remaining_gap_is_named_with_its_services() -> None:
         "lb: port 8080: published on 127.0.0.1 only by Compose; a host-mode port binds every "
         "interface of the node",
         "model: tmpfs /tmp: uid=10001,gid=10001,mode=1770 dropped (a Swarm tmpfs takes a size "
-        "only: root-owned, mode 1777)",
+        "only: root-owned, with the mode of the image's directory: 1777 in these images)",
         "model: bind mount /src/models: must exist on every node that runs the task",
     ]
 

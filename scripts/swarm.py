@@ -1,0 +1,298 @@
+"""`make swarm-up`, `make swarm-scale REPLICAS=N`, `make swarm-down`: the stack on Docker Swarm.
+
+`up` deploys the stack file of `make swarm-config` on the swarm this host belongs to, creating a
+one-node swarm when it belongs to none (and saying so). The images `make build` tagged are
+tagged again under a name unique to their content (`swarm-<hash>`), so a rebuild is a new
+service image and the same build redeploys as nothing changed. It waits until the seed answer
+comes back through the load balancer. `scale` sets the replicas and waits until the load
+balancer's upstream and Prometheus's targets list each of them. `down` removes the stack and
+its volumes, and leaves the swarm only when `up` created it and nothing else runs on it: nothing
+ever leaves or changes a swarm the host already belonged to.
+
+    python -m scripts.swarm up | scale N | down
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import ROOT, compose
+from scripts import swarm_config
+
+#: The stack's name (`docker stack deploy ... NAME`): its services are NAME_model, NAME_lb, ...
+STACK = os.environ.get("SWARM_STACK", "modelfleet")
+#: How long `up` and `scale` wait for the stack to serve, in seconds.
+TIMEOUT = float(os.environ.get("SWARM_TIMEOUT", "300"))
+#: The address a swarm created here advertises: loopback keeps a one-node swarm off the network.
+ADVERTISE_ADDR = os.environ.get("SWARM_ADVERTISE_ADDR", "127.0.0.1")
+#: Written when `up` created the swarm, with the node's id: only then may `down` leave it.
+CREATED_MARKER = ROOT / "build" / "swarm" / "created-by-modelfleet"
+TAG_PREFIX = "swarm-"
+SEED_PATH = "/predict_data?pregnant=1&glucose=3&pressure=1"
+SEED_ANSWER = {"Answer": ["no"]}
+LABEL = "com.docker.stack.namespace"
+GWBRIDGE = "docker_gwbridge"
+
+
+class SwarmError(RuntimeError):
+    """A step that failed, with what Docker said."""
+
+
+def docker(*args: str, timeout: float = 120) -> str:
+    """Run the docker CLI; its stdout, or SwarmError with its stderr."""
+    proc = subprocess.run(  # nosec B603 B607: fixed argv, the docker CLI on PATH
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        raise SwarmError(f"docker {' '.join(args[:3])}: {proc.stderr.strip() or proc.stdout}")
+    return proc.stdout.strip()
+
+
+def say(message: str) -> None:
+    """One line of progress."""
+    print(f"swarm: {message}", flush=True)
+
+
+def wait_for(what: str, check: Callable[[], str | None], timeout: float = TIMEOUT) -> None:
+    """Poll `check` (None: done; else what is still missing) until done or `timeout`."""
+    deadline = time.monotonic() + timeout
+    missing: str | None = "not checked yet"
+    while time.monotonic() < deadline:
+        missing = check()
+        if missing is None:
+            return
+        time.sleep(2)
+    raise SwarmError(f"{what}: not after {timeout:.0f} s ({missing})")
+
+
+def node_state() -> dict[str, Any]:
+    """This engine's swarm membership (docker info's .Swarm)."""
+    info: dict[str, Any] = json.loads(docker("info", "--format", "{{json .Swarm}}"))
+    return info
+
+
+def ensure_swarm() -> None:
+    """Join nothing, change nothing: use the swarm this host manages, or create a one-node one."""
+    state = node_state()
+    if state.get("LocalNodeState") == "active":
+        if not state.get("ControlAvailable"):
+            raise SwarmError("this host is a worker of a swarm: run make swarm-up on a manager")
+        say(f"using the swarm this host belongs to (node {state.get('NodeID')})")
+        return
+    if state.get("LocalNodeState") != "inactive":
+        raise SwarmError(f"this host's swarm state is {state.get('LocalNodeState')!r}")
+    # swarm init also creates the docker_gwbridge network; leaving the swarm does not remove it.
+    had_gwbridge = bool(docker("network", "ls", "-q", "--filter", f"name=^{GWBRIDGE}$"))
+    docker("swarm", "init", "--advertise-addr", ADVERTISE_ADDR)
+    node = node_state()["NodeID"]
+    CREATED_MARKER.parent.mkdir(parents=True, exist_ok=True)
+    CREATED_MARKER.write_text(node + ("" if had_gwbridge else f"\n{GWBRIDGE}") + "\n")
+    say(f"this host was in no swarm: created a one-node swarm ({ADVERTISE_ADDR}, node {node});")
+    say("make swarm-down leaves it again")
+
+
+def unique_tag(images: list[str]) -> str:
+    """A tag naming this build of these images: the same build gives the same tag."""
+    ids = docker("image", "inspect", "--format", "{{.Id}}", *images).split()
+    return TAG_PREFIX + hashlib.sha256(" ".join(ids).encode()).hexdigest()[:12]
+
+
+def stack_images(model: dict[str, Any]) -> list[str]:
+    """The images of the services a stack keeps (none of Compose's profiles)."""
+    kept = [s for s in model["services"].values() if not s.get("profiles")]
+    return sorted({s["image"] for s in kept})
+
+
+def published_port(model: dict[str, Any], service: str) -> int:
+    """The host port a service publishes (LB_PORT, PROMETHEUS_PORT)."""
+    return int(model["services"][service]["ports"][0]["published"])
+
+
+def service_replicas() -> dict[str, str]:
+    """`docker service ls` of the stack: service -> running/desired."""
+    out = docker("service", "ls", "--filter", f"label={LABEL}={STACK}", "--format",
+                 "{{.Name}} {{.Replicas}}")  # fmt: skip
+    return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+
+def all_running() -> str | None:
+    """None when every service runs all its replicas (a task with a healthcheck counts once
+    healthy), else which do not."""
+    services = service_replicas()
+    pending = {n: r for n, r in services.items() if len(set(r.split("/"))) != 1}
+    if not services:
+        return "no services"
+    return f"{pending}" if pending else None
+
+
+def task_failures(limit: int = 5) -> str:
+    """The last errors of the stack's failed tasks, for a message."""
+    out = docker("stack", "ps", STACK, "--filter", "desired-state=shutdown", "--no-trunc",
+                 "--format", "{{.Name}}: {{.Error}}")  # fmt: skip
+    errors = [line for line in out.splitlines() if not line.endswith(": ")]
+    return "; ".join(errors[:limit]) or "no task failed"
+
+
+def seed_answer(lb_url: str) -> str | None:
+    """None when the book's plumber request gets the book's answer through the load balancer."""
+    try:
+        r = requests.get(lb_url + SEED_PATH, timeout=5)
+    except requests.RequestException as e:
+        return f"{type(e).__name__}"
+    return (
+        None
+        if r.status_code == 200 and r.json() == SEED_ANSWER
+        else f"{r.status_code} {r.text[:80]}"
+    )
+
+
+def prometheus_value(prom_url: str, expr: str) -> float | None:
+    """The one value of an instant query, or None when it has none (or Prometheus is away)."""
+    try:
+        r = requests.get(prom_url + "/api/v1/query", params={"query": expr}, timeout=5)
+        result = r.json()["data"]["result"]
+    except (requests.RequestException, ValueError, KeyError):
+        return None
+    return float(result[0]["value"][1]) if result else None
+
+
+def up(model: dict[str, Any], out: Path) -> None:
+    """Deploy (or update) the stack and wait until it serves the seed answer."""
+    images = stack_images(model)
+    tag = unique_tag(images)
+    for image in images:
+        docker("tag", image, f"{image.rsplit(':', 1)[0]}:{tag}")
+    tagged = compose.config(("*",), project="modelfleet-swarm", MODELFLEET_TAG=tag)
+    swarm_config.write(tagged, out)
+    say(f"images tagged {tag}; stack file {out}")
+    ensure_swarm()
+    docker("stack", "deploy", "--resolve-image", "never", "--prune", "--detach=true",
+           "-c", str(out), STACK, timeout=300)  # fmt: skip
+    lb_url = f"http://127.0.0.1:{published_port(tagged, 'lb')}"
+    try:
+        # Twice: a task that starts and then fails is running for a moment.
+        for _ in range(2):
+            wait_for("every service running", all_running)
+            wait_for(f"the seed answer at {lb_url}", lambda: seed_answer(lb_url))
+            time.sleep(3)
+    except SwarmError as e:
+        raise SwarmError(f"{e}; failed tasks: {task_failures()}") from None
+    say(f"stack {STACK!r} serves at {lb_url}: {', '.join(sorted(service_replicas()))}")
+
+
+def scale(model: dict[str, Any], replicas: int) -> None:
+    """Set the replicas and wait until the upstream and Prometheus's targets list each."""
+    docker("service", "scale", "--detach", f"{STACK}_model={replicas}")
+    prom_url = f"http://127.0.0.1:{published_port(model, 'prometheus')}"
+    wait_for(f"{replicas} replicas running", all_running)
+
+    def discovered() -> str | None:
+        upstream = prometheus_value(prom_url, "max(modelfleet_upstream_replicas)")
+        targets = prometheus_value(prom_url, 'count(up{job="model"} == 1)')
+        if targets is None and upstream is not None:
+            targets = 0.0  # count() of no series has no value
+        if upstream == targets == replicas:
+            return None
+        return f"upstream {upstream}, Prometheus targets up {targets}"
+
+    wait_for(f"{replicas} replicas in the upstream and scraped", discovered)
+    say(f"{STACK}_model: {replicas} replicas, each in the load balancer and scraped")
+
+
+def untag_unused() -> list[str]:
+    """Remove the `swarm-*` tags no service of the swarm uses (a task restarted later needs
+    its tag: images are never pulled); the images stay under their build tag."""
+    tags = docker("image", "ls", "--filter", f"reference=*/*:{TAG_PREFIX}*", "--format",
+                  "{{.Repository}}:{{.Tag}}").split()  # fmt: skip
+    used: set[str] = set()
+    if node_state().get("ControlAvailable"):
+        ids = docker("service", "ls", "-q").split()
+        if ids:
+            specs = docker("service", "inspect", "--format",
+                           "{{.Spec.TaskTemplate.ContainerSpec.Image}}", *ids)  # fmt: skip
+            used = {image.split("@")[0] for image in specs.split()}
+    unused = sorted(set(tags) - used)
+    if unused:
+        docker("image", "rm", *unused)
+    return unused
+
+
+def down() -> None:
+    """Remove the stack and its volumes; leave the swarm only when `up` created it."""
+    if service_replicas():
+        docker("stack", "rm", STACK)
+
+    def removed() -> str | None:
+        left = docker("ps", "-aq", "--filter", f"label={LABEL}={STACK}")
+        nets = docker("network", "ls", "-q", "--filter", f"label={LABEL}={STACK}")
+        return (
+            f"containers {len(left.split())}, networks {len(nets.split())}"
+            if left or nets
+            else None
+        )
+
+    wait_for(f"stack {STACK!r} removed", removed, timeout=120)
+    volumes = docker("volume", "ls", "-q", "--filter", f"label={LABEL}={STACK}").split()
+    if volumes:
+        docker("volume", "rm", *volumes)
+    untagged = untag_unused()
+    say(f"stack {STACK!r} removed, with {len(volumes)} volume(s) and {len(untagged)} image tag(s)")
+    if not CREATED_MARKER.exists():
+        say("the swarm this host belongs to (if any) is left as it was")
+        return
+    state = node_state()
+    others = docker("service", "ls", "-q") if state.get("LocalNodeState") == "active" else ""
+    node, *created = CREATED_MARKER.read_text().split()
+    if state.get("NodeID") != node:
+        say("the swarm make swarm-up created is gone or replaced: nothing to leave")
+    elif others:
+        say(f"the swarm make swarm-up created runs {len(others.split())} other service(s): kept")
+        return
+    else:
+        docker("swarm", "leave", "--force")
+        if GWBRIDGE in created:
+            docker("network", "rm", GWBRIDGE)
+        say("left the one-node swarm make swarm-up created")
+    CREATED_MARKER.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one action; non-zero with the reason when it fails."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("up")
+    scaling = actions.add_parser("scale")
+    scaling.add_argument("replicas", type=int)
+    actions.add_parser("down")
+    parser.add_argument("--out", type=Path, default=swarm_config.DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "down":
+            down()
+            return 0
+        model = compose.config(("*",), project="modelfleet-swarm")
+        if args.action == "up":
+            up(model, args.out)
+        elif args.replicas < 0:
+            parser.error("REPLICAS must be 0 or more")
+        else:
+            scale(model, args.replicas)
+    except (SwarmError, subprocess.TimeoutExpired) as e:
+        print(f"swarm: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The stack on a one-node Docker Swarm (`make swarm-up`, `swarm-scale`, `swarm-down`, #14).
+
+Its own stack name and ports beside the session's Compose stack, one replica to start with (the
+two share the machine's cores). `swarm-up` creates a one-node swarm when the host is in none and
+`swarm-down` leaves it again; a swarm the host already belonged to is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench import models
+from tests.monitoring import queries
+from tests.stack.stackctl import Load, require_docker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SETTINGS = {
+    "SWARM_STACK": "modelfleet-swarmtest",
+    "LB_PORT": os.environ.get("MODELFLEET_TEST_SWARM_LB_PORT", "28080"),
+    "PROMETHEUS_PORT": os.environ.get("MODELFLEET_TEST_SWARM_PROMETHEUS_PORT", "29090"),
+    "REPLICAS": "1",
+    "PROMETHEUS_SCRAPE_INTERVAL": "2s",
+    "PROMETHEUS_SCRAPE_TIMEOUT": "2s",
+    "PROMETHEUS_EVALUATION_INTERVAL": "2s",
+}
+#: Not make swarm-config's build/swarm/stack.yaml, which may be a user's.
+STACK_FILE = ROOT / "build" / "swarm" / f"{SETTINGS['SWARM_STACK']}.yaml"
+LB_URL = f"http://127.0.0.1:{SETTINGS['LB_PORT']}"
+PROM_URL = f"http://127.0.0.1:{SETTINGS['PROMETHEUS_PORT']}"
+
+
+def swarm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python -m scripts.swarm ARGS` as make runs it, with this module's settings."""
+    env = {**os.environ, **SETTINGS, "COMPOSE_PROJECT_NAME": "modelfleet-swarm"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "scripts.swarm", "--out", str(STACK_FILE), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    print(proc.stdout + proc.stderr)
+    return proc
+
+
+def swarm_state() -> dict[str, object]:
+    out = subprocess.run(
+        ["docker", "info", "--format", "{{json .Swarm}}"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    state: dict[str, object] = json.loads(out)
+    return state
+
+
+@pytest.fixture(scope="module")
+def swarm_stack() -> Iterator[subprocess.CompletedProcess[str]]:
+    """The stack deployed on the swarm (the session's images, tagged for it); removed after,
+    and the swarm left when this created it."""
+    require_docker()
+    before = swarm_state()["LocalNodeState"]
+    started = time.monotonic()
+    up = swarm("up")
+    print(f"swarm stack up in {time.monotonic() - started:.1f} s")
+    try:
+        yield up
+    finally:
+        down = swarm("down")
+        assert down.returncode == 0, down.stderr
+        assert swarm_state()["LocalNodeState"] == before
+        if before == "inactive":
+            assert "left the one-node swarm make swarm-up created" in down.stdout
+
+
+def test_swarm_up_serves_the_seed_answer_through_the_load_balancer(
+    swarm_stack: subprocess.CompletedProcess[str],
+) -> None:
+    assert swarm_stack.returncode == 0, swarm_stack.stderr
+    assert "images tagged swarm-" in swarm_stack.stdout
+    r = requests.get(LB_URL + "/predict_data?pregnant=1&glucose=3&pressure=1", timeout=10)
+    assert r.status_code == 200 and r.json() == {"Answer": ["no"]}
+    services = subprocess.run(
+        ["docker", "service", "inspect", f"{SETTINGS['SWARM_STACK']}_model", "--format",
+         "{{json .Spec}}"], capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    spec = json.loads(services)
+    assert spec["EndpointSpec"]["Mode"] == "dnsrr"
+    task = spec["TaskTemplate"]["ContainerSpec"]
+    assert task["Image"].split(":")[-1].startswith("swarm-")  # tagged for this build
+    assert task["ReadOnly"] is True and task["CapabilityDrop"] == ["ALL"]
+
+
+def test_swarm_scale_puts_each_replica_in_the_upstream_and_prometheus(
+    swarm_stack: subprocess.CompletedProcess[str],
+) -> None:
+    assert swarm_stack.returncode == 0, swarm_stack.stderr
+    scaled = swarm("scale", "2", timeout=300)
+    assert scaled.returncode == 0, scaled.stderr
+    assert "2 replicas, each in the load balancer and scraped" in scaled.stdout
+    with Load(LB_URL, threads=2, max_requests=400, max_seconds=20) as load:
+        time.sleep(5)
+    assert load.result.failed == 0, load.result.failures
+    assert len(load.result.served_by) == 2, load.result.served_by
+
+
+def test_every_dashboard_panel_query_returns_data_on_the_swarm(
+    swarm_stack: subprocess.CompletedProcess[str],
+) -> None:
+    assert swarm_stack.returncode == 0, swarm_stack.stderr
+    features = models.served_features(LB_URL)["diabetes"]
+    not_a_number = "/predict_data?" + models.query(models.record(features, ("x", 3, 1)))
+    with Load(LB_URL, threads=2, max_requests=2000, max_seconds=8), requests.Session() as s:
+        for _ in range(20):
+            s.get(LB_URL + not_a_number, timeout=5)
+            s.post(LB_URL + "/models/boston/predict", json=[], timeout=5)
+            s.get(LB_URL + "/models/nope", timeout=5)
+        time.sleep(8)
+    time.sleep(6)  # two evaluation rounds after the last scrape
+    empty = []
+    for uid, title, expr in queries.dashboard_queries(two_versions=False):
+        r = requests.get(PROM_URL + "/api/v1/query", params={"query": expr}, timeout=10)
+        if not r.json()["data"]["result"]:
+            empty.append(f"{uid} / {title}: {expr}")
+    assert not empty, "panel queries without series on the swarm:\n" + "\n".join(empty)
