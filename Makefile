@@ -221,7 +221,8 @@ lint: venv ## Static gates: ruff, mypy (strict on the prediction core), bandit, 
 
 .PHONY: test-unit
 test-unit: venv ## Unit and property tests of the model server and monitoring files, with a coverage floor
-	$(VENV)/bin/pytest -m "not stack" --cov --cov-report=term
+	@# -n auto: one pytest worker per core (pytest-xdist); coverage is combined from all.
+	$(VENV)/bin/pytest -m "not stack" -n auto --cov --cov-report=term
 
 # The dashboard stack test drives Debian's Chromium through Debian's chromedriver.
 .PHONY: browser

@@ -15,12 +15,13 @@ ever leaves or changes a swarm the host already belonged to.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import copy
 import json
 import os
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ ADVERTISE_ADDR = os.environ.get("SWARM_ADVERTISE_ADDR", "127.0.0.1")
 #: Written when `up` created the swarm, with the node's id: only then may `down` leave it.
 CREATED_MARKER = ROOT / "build" / "swarm" / "created-by-modelfleet"
 TAG_PREFIX = "swarm-"
+#: The states in which Swarm has finished a service update, one way or the other.
+UPDATE_DONE = {"completed", "rollback_completed", "paused", "rollback_paused"}
 SEED_PATH = "/predict_data?pregnant=1&glucose=3&pressure=1"
 SEED_ANSWER = {"Answer": ["no"]}
 LABEL = "com.docker.stack.namespace"
@@ -102,10 +105,63 @@ def ensure_swarm() -> None:
     say("make swarm-down leaves it again")
 
 
-def unique_tag(images: list[str]) -> str:
-    """A tag naming this build of these images: the same build gives the same tag."""
+def unique_refs(images: list[str]) -> dict[str, str]:
+    """Each image's reference under a tag naming its content (`swarm-<12 hex of its id>`): a
+    rebuilt image gets a new tag and an unchanged one keeps its own, so Swarm replaces the
+    tasks of exactly the services whose image changed."""
     ids = docker("image", "inspect", "--format", "{{.Id}}", *images).split()
-    return TAG_PREFIX + hashlib.sha256(" ".join(ids).encode()).hexdigest()[:12]
+    return {
+        image: f"{image.rsplit(':', 1)[0]}:{TAG_PREFIX}{image_id.split(':')[-1][:12]}"
+        for image, image_id in zip(images, ids, strict=True)
+    }
+
+
+def service_status() -> dict[str, dict[str, str]]:
+    """The stack's services (names without the stack's prefix): their image and the state,
+    start and message of their last update."""
+    ids = docker("service", "ls", "-q", "--filter", f"label={LABEL}={STACK}").split()
+    if not ids:
+        return {}
+    fields = "{{.Spec.Name}}|{{.Spec.TaskTemplate.ContainerSpec.Image}}|" + (
+        "{{with .UpdateStatus}}{{.State}}|{{.StartedAt}}|{{.Message}}{{else}}||{{end}}"
+    )
+    out = {}
+    for line in docker("service", "inspect", "--format", fields, *ids).splitlines():
+        name, image, state, started, message = line.split("|", 4)
+        out[name.removeprefix(f"{STACK}_")] = {
+            "image": image.split("@")[0], "state": state, "started": started, "message": message,
+        }  # fmt: skip
+    return out
+
+
+def wait_for_updates(before: dict[str, dict[str, str]], changed: list[str]) -> None:
+    """Wait until Swarm has finished each update the deploy started (`changed`: the services
+    whose image changed; a changed setting starts one too); SwarmError naming the service when
+    Swarm rolled an update back (a new task failed or never became healthy)."""
+    messages: dict[str, set[str]] = defaultdict(set)
+    moved: set[str] = set()
+
+    def finished() -> str | None:
+        now = service_status()
+        # A service the deploy created has no update to wait for.
+        moved.update(n for n in now if n in before and now[n]["started"] != before[n]["started"])
+        for name in moved:
+            messages[name].add(now[name]["message"])
+        busy = [f"{n}: not started" for n in changed if n not in moved]
+        busy += [f"{n}: {now[n]['state']}" for n in moved if now[n]["state"] not in UPDATE_DONE]
+        return ", ".join(sorted(busy)) or None
+
+    time.sleep(2)  # the orchestrator starts an update just after the deploy returns
+    wait_for("the rolling update", finished)
+    now = service_status()
+    for name in sorted(moved):
+        if now[name]["state"] != "completed":
+            seen = "; ".join(sorted(m for m in messages[name] if m))
+            raise SwarmError(
+                f"{name}: Swarm did not complete the update ({now[name]['state']}: {seen}); "
+                f"it serves {now[name]['image']}"
+            )
+        say(f"{name}: updated to {now[name]['image']}, one task at a time")
 
 
 def stack_images(model: dict[str, Any]) -> list[str]:
@@ -138,8 +194,11 @@ def all_running() -> str | None:
 
 def task_failures(limit: int = 5) -> str:
     """The last errors of the stack's failed tasks, for a message."""
-    out = docker("stack", "ps", STACK, "--filter", "desired-state=shutdown", "--no-trunc",
-                 "--format", "{{.Name}}: {{.Error}}")  # fmt: skip
+    try:
+        out = docker("stack", "ps", STACK, "--filter", "desired-state=shutdown", "--no-trunc",
+                     "--format", "{{.Name}}: {{.Error}}")  # fmt: skip
+    except SwarmError as e:  # no task at all ("nothing found in stack")
+        return str(e)
     errors = [line for line in out.splitlines() if not line.endswith(": ")]
     return "; ".join(errors[:limit]) or "no task failed"
 
@@ -168,19 +227,28 @@ def prometheus_value(prom_url: str, expr: str) -> float | None:
 
 
 def up(model: dict[str, Any], out: Path) -> None:
-    """Deploy (or update) the stack and wait until it serves the seed answer."""
-    images = stack_images(model)
-    tag = unique_tag(images)
-    for image in images:
-        docker("tag", image, f"{image.rsplit(':', 1)[0]}:{tag}")
-    tagged = compose.config(("*",), project="modelfleet-swarm", MODELFLEET_TAG=tag)
-    swarm_config.write(tagged, out)
-    say(f"images tagged {tag}; stack file {out}")
+    """Deploy the stack, or roll the services whose image or settings changed; wait until it
+    serves the seed answer. SwarmError when Swarm rolled an update back."""
+    refs = unique_refs(stack_images(model))
+    for image, ref in refs.items():
+        docker("tag", image, ref)
+    model = copy.deepcopy(model)
+    for svc in model["services"].values():
+        svc["image"] = refs.get(svc["image"], svc["image"])
+    swarm_config.write(model, out)
+    say(f"images {', '.join(sorted(refs.values()))}; stack file {out}")
     ensure_swarm()
+    before = service_status()
+    stack = swarm_config.stack_file(model)["services"]
+    changed = sorted(n for n in before if n in stack and before[n]["image"] != stack[n]["image"])
+    if "lb" in changed:
+        say("the load balancer's image changed: its one task stops before the new one starts")
+        say("(its port is published on the node), so requests fail for those seconds")
     docker("stack", "deploy", "--resolve-image", "never", "--prune", "--detach=true",
            "-c", str(out), STACK, timeout=300)  # fmt: skip
-    lb_url = f"http://127.0.0.1:{published_port(tagged, 'lb')}"
+    lb_url = f"http://127.0.0.1:{published_port(model, 'lb')}"
     try:
+        wait_for_updates(before, changed)
         # Twice: a task that starts and then fails is running for a moment.
         for _ in range(2):
             wait_for("every service running", all_running)

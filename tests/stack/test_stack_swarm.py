@@ -29,6 +29,8 @@ SETTINGS = {
     "LB_PORT": os.environ.get("MODELFLEET_TEST_SWARM_LB_PORT", "28080"),
     "PROMETHEUS_PORT": os.environ.get("MODELFLEET_TEST_SWARM_PROMETHEUS_PORT", "29090"),
     "REPLICAS": "1",
+    # How long Swarm gives an unready replica before it rolls its image back (default 90 s).
+    "MODEL_START_PERIOD": "20s",
     "PROMETHEUS_SCRAPE_INTERVAL": "2s",
     "PROMETHEUS_SCRAPE_TIMEOUT": "2s",
     "PROMETHEUS_EVALUATION_INTERVAL": "2s",
@@ -39,9 +41,9 @@ LB_URL = f"http://127.0.0.1:{SETTINGS['LB_PORT']}"
 PROM_URL = f"http://127.0.0.1:{SETTINGS['PROMETHEUS_PORT']}"
 
 
-def swarm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def swarm(*args: str, timeout: float = 600, **settings: str) -> subprocess.CompletedProcess[str]:
     """`python -m scripts.swarm ARGS` as make runs it, with this module's settings."""
-    env = {**os.environ, **SETTINGS, "COMPOSE_PROJECT_NAME": "modelfleet-swarm"}
+    env = {**os.environ, **SETTINGS, **settings, "COMPOSE_PROJECT_NAME": "modelfleet-swarm"}
     proc = subprocess.run(
         [sys.executable, "-m", "scripts.swarm", "--out", str(STACK_FILE), *args],
         cwd=ROOT,
@@ -87,7 +89,7 @@ def test_swarm_up_serves_the_seed_answer_through_the_load_balancer(
     swarm_stack: subprocess.CompletedProcess[str],
 ) -> None:
     assert swarm_stack.returncode == 0, swarm_stack.stderr
-    assert "images tagged swarm-" in swarm_stack.stdout
+    assert "images modelfleet/model-server:swarm-" in swarm_stack.stdout
     r = requests.get(LB_URL + "/predict_data?pregnant=1&glucose=3&pressure=1", timeout=10)
     assert r.status_code == 200 and r.json() == {"Answer": ["no"]}
     services = subprocess.run(
@@ -133,3 +135,76 @@ def test_every_dashboard_panel_query_returns_data_on_the_swarm(
         if not r.json()["data"]["result"]:
             empty.append(f"{uid} / {title}: {expr}")
     assert not empty, "panel queries without series on the swarm:\n" + "\n".join(empty)
+
+
+BASE_TAG = os.environ.get("MODELFLEET_TAG", "dev")
+IMAGES = ("modelfleet/model-server", "modelfleet/nginx", "modelfleet/prometheus")
+
+
+def candidate(tag: str, *dockerfile_lines: str) -> None:
+    """Images under `tag`: the model server's with `dockerfile_lines` on top, the others as
+    built (so only the replicas' image differs)."""
+    dockerfile = "\n".join([f"FROM {IMAGES[0]}:{BASE_TAG}", *dockerfile_lines]) + "\n"
+    subprocess.run(
+        ["docker", "build", "-q", "-t", f"{IMAGES[0]}:{tag}", "-"],
+        input=dockerfile, text=True, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    for image in IMAGES[1:]:
+        subprocess.run(["docker", "tag", f"{image}:{BASE_TAG}", f"{image}:{tag}"], check=True)
+
+
+def remove_candidate(tag: str) -> None:
+    subprocess.run(["docker", "image", "rm", *(f"{i}:{tag}" for i in IMAGES)],
+                   check=False, capture_output=True)  # fmt: skip
+
+
+def model_image() -> str:
+    return subprocess.run(
+        ["docker", "service", "inspect", f"{SETTINGS['SWARM_STACK']}_model", "--format",
+         "{{.Spec.TaskTemplate.ContainerSpec.Image}}"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip().split("@")[0]  # fmt: skip
+
+
+def test_a_new_image_rolls_one_replica_at_a_time_without_a_failed_request(
+    swarm_stack: subprocess.CompletedProcess[str],
+) -> None:
+    assert swarm_stack.returncode == 0, swarm_stack.stderr
+    before = model_image()
+    candidate("swarmtest-good", "LABEL org.opencontainers.image.description=swarm-test-good")
+    try:
+        with Load(LB_URL, threads=2, rate=30, max_requests=20_000, max_seconds=400) as load:
+            updated = swarm("up", MODELFLEET_TAG="swarmtest-good", REPLICAS="2")
+        assert updated.returncode == 0, updated.stderr
+    finally:
+        remove_candidate("swarmtest-good")
+    assert "model: updated to modelfleet/model-server:swarm-" in updated.stdout
+    # Only the replicas' image changed: the load balancer and Prometheus were left running.
+    assert "lb: updated" not in updated.stdout and "load balancer's image" not in updated.stdout
+    assert model_image() != before
+    print(f"good image under load: {load.result.ok} ok, {load.result.failed} failed")
+    assert load.result.ok > 0 and load.result.failed == 0, load.result.failures
+
+
+def test_an_image_that_never_becomes_healthy_is_rolled_back_by_swarm(
+    swarm_stack: subprocess.CompletedProcess[str],
+) -> None:
+    assert swarm_stack.returncode == 0, swarm_stack.stderr
+    before = model_image()
+    # Runs, never serves: its healthcheck fails once the start period (20 s here) is over.
+    candidate("swarmtest-unready", 'ENTRYPOINT ["sleep", "infinity"]', "CMD []")
+    try:
+        with Load(LB_URL, threads=2, rate=30, max_requests=20_000, max_seconds=400) as load:
+            started = time.monotonic()
+            refused = swarm("up", MODELFLEET_TAG="swarmtest-unready", REPLICAS="2")
+            took = time.monotonic() - started
+    finally:
+        remove_candidate("swarmtest-unready")
+    result = load.result
+    print(f"unready image: verdict in {took:.0f} s; {result.ok} ok, {result.failed} failed")
+    assert refused.returncode == 1
+    assert "model: Swarm did not complete the update (rollback_completed" in refused.stderr
+    assert model_image() == before
+    r = requests.get(LB_URL + "/predict_data?pregnant=1&glucose=3&pressure=1", timeout=10)
+    assert r.status_code == 200 and r.json() == {"Answer": ["no"]}
+    assert load.result.ok > 0 and load.result.failed == 0, load.result.failures
