@@ -26,7 +26,7 @@ import kubernetes_validate.utils
 import yaml
 
 from bench import ROOT, compose
-from scripts.swarm_config import left_out, tmpfs_volume, write_atomically
+from scripts.swarm_config import left_out, size_bytes, tmpfs_volume, write_atomically
 
 DEFAULT_OUT = ROOT / "build" / "k8s" / "modelfleet.yaml"
 #: The Kubernetes version the manifests are validated against (kubernetes-validate's schemas).
@@ -69,17 +69,6 @@ BIND_MOUNTS = {"/etc/prometheus": "prometheus-config", "/opt/modelfleet/models":
 RUN_AS = {"model": 10001, "lb": 33, "prometheus": 65534, "nginx-exporter": 65534}
 #: The replicas' autoscaling: CPU utilisation of their request, and the most replicas.
 HPA_CPU_PERCENT = 70
-#: Docker's memory sizes (go-units RAMInBytes: binary multiples) and Prometheus's retention size.
-SIZE = re.compile(r"(\d+)\s*([kmgt]?)i?b?", re.IGNORECASE)
-UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def size_bytes(value: str | int) -> int:
-    """Bytes of a Docker or Prometheus size (`512M`, `1GB`, `536870912`): binary multiples."""
-    match = SIZE.fullmatch(str(value).strip())
-    if match is None:
-        raise ValueError(f"unreadable size {value!r}")
-    return int(match[1]) * UNITS[match[2].lower()]
 
 
 def mebibytes(n: int) -> str:
@@ -236,12 +225,13 @@ def deployment(name: str, svc: dict[str, Any]) -> dict[str, Any]:
         pod["terminationGracePeriodSeconds"] = int(seconds(svc["stop_grace_period"]))
     if vols:
         pod["volumes"] = vols
-    claims_rwo = any("persistentVolumeClaim" in v and v["name"] != "model-repository" for v in vols)
-    # One replica more, never one fewer, while pods are replaced; a ReadWriteOnce volume
-    # cannot be in two pods at once, so its one pod is replaced in place.
+    writes_a_claim = any(not v.get("persistentVolumeClaim", {"readOnly": True}).get("readOnly")
+                         for v in vols)  # fmt: skip
+    # One replica more, never one fewer, while pods are replaced; a claim written to is
+    # ReadWriteOnce and cannot be in two pods at once, so its one pod is replaced in place.
     strategy = (
         {"type": "Recreate"}
-        if claims_rwo
+        if writes_a_claim
         else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     )
     spec = {

@@ -1,10 +1,11 @@
 """`make swarm-up`, `make swarm-scale REPLICAS=N`, `make swarm-down`: the stack on Docker Swarm.
 
 `up` deploys the stack file of `make swarm-config` on the swarm this host belongs to, creating a
-one-node swarm when it belongs to none (and saying so). The images `make build` tagged are
-tagged again under a name unique to their content (`swarm-<hash>`), so a rebuild is a new
-service image and the same build redeploys as nothing changed. It waits until the seed answer
-comes back through the load balancer. `scale` sets the replicas and waits until the load
+one-node swarm when it belongs to none (and saying so). Each image `make build` tagged is
+tagged again under a name unique to its content (`swarm-<12 hex of its id>`), so a rebuild
+rolls exactly the services whose image changed and the same build redeploys as nothing
+changed. It waits for Swarm's rolling updates and until the seed answer comes back through the
+load balancer. `scale` sets the replicas and waits until the load
 balancer's upstream and Prometheus's targets list each of them. `down` removes the stack and
 its volumes, and leaves the swarm only when `up` created it and nothing else runs on it: nothing
 ever leaves or changes a swarm the host already belonged to.
@@ -18,7 +19,6 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -28,8 +28,10 @@ from typing import Any
 
 import requests
 
-from bench import ROOT, compose
+from bench import ROOT, BenchError, compose
+from bench.prom import Prometheus
 from scripts import swarm_config
+from scripts.rollout_fleet import DockerError, run_docker
 
 #: The stack's name (`docker stack deploy ... NAME`): its services are NAME_model, NAME_lb, ...
 STACK = os.environ.get("SWARM_STACK", "modelfleet")
@@ -49,17 +51,12 @@ GWBRIDGE = "docker_gwbridge"
 
 
 class SwarmError(RuntimeError):
-    """A step that failed, with what Docker said."""
+    """The stack did not reach the state a step waits for."""
 
 
 def docker(*args: str, timeout: float = 120) -> str:
-    """Run the docker CLI; its stdout, or SwarmError with its stderr."""
-    proc = subprocess.run(  # nosec B603 B607: fixed argv, the docker CLI on PATH
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if proc.returncode != 0:
-        raise SwarmError(f"docker {' '.join(args[:3])}: {proc.stderr.strip() or proc.stdout}")
-    return proc.stdout.strip()
+    """Run the docker CLI; its stdout, stripped (DockerError when it fails or times out)."""
+    return run_docker(args, timeout).strip()
 
 
 def say(message: str) -> None:
@@ -165,9 +162,8 @@ def wait_for_updates(before: dict[str, dict[str, str]], changed: list[str]) -> N
 
 
 def stack_images(model: dict[str, Any]) -> list[str]:
-    """The images of the services a stack keeps (none of Compose's profiles)."""
-    kept = [s for s in model["services"].values() if not s.get("profiles")]
-    return sorted({s["image"] for s in kept})
+    """The images of the services the stack file keeps (none of Compose's profiles)."""
+    return sorted({s["image"] for s in swarm_config.stack_file(model)["services"].values()})
 
 
 def published_port(model: dict[str, Any], service: str) -> int:
@@ -197,7 +193,7 @@ def task_failures(limit: int = 5) -> str:
     try:
         out = docker("stack", "ps", STACK, "--filter", "desired-state=shutdown", "--no-trunc",
                      "--format", "{{.Name}}: {{.Error}}")  # fmt: skip
-    except SwarmError as e:  # no task at all ("nothing found in stack")
+    except DockerError as e:  # no task at all ("nothing found in stack")
         return str(e)
     errors = [line for line in out.splitlines() if not line.endswith(": ")]
     return "; ".join(errors[:limit]) or "no task failed"
@@ -219,11 +215,9 @@ def seed_answer(lb_url: str) -> str | None:
 def prometheus_value(prom_url: str, expr: str) -> float | None:
     """The one value of an instant query, or None when it has none (or Prometheus is away)."""
     try:
-        r = requests.get(prom_url + "/api/v1/query", params={"query": expr}, timeout=5)
-        result = r.json()["data"]["result"]
-    except (requests.RequestException, ValueError, KeyError):
+        return Prometheus(prom_url, timeout=5).scalar(expr)
+    except (requests.RequestException, ValueError, BenchError):
         return None
-    return float(result[0]["value"][1]) if result else None
 
 
 def up(model: dict[str, Any], out: Path) -> None:
@@ -239,8 +233,10 @@ def up(model: dict[str, Any], out: Path) -> None:
     say(f"images {', '.join(sorted(refs.values()))}; stack file {out}")
     ensure_swarm()
     before = service_status()
-    stack = swarm_config.stack_file(model)["services"]
-    changed = sorted(n for n in before if n in stack and before[n]["image"] != stack[n]["image"])
+    services = model["services"]
+    changed = sorted(
+        n for n in before if n in services and before[n]["image"] != services[n]["image"]
+    )
     if "lb" in changed:
         say("the load balancer's image changed: its one task stops before the new one starts")
         say("(its port is published on the node), so requests fail for those seconds")
@@ -254,7 +250,7 @@ def up(model: dict[str, Any], out: Path) -> None:
             wait_for("every service running", all_running)
             wait_for(f"the seed answer at {lb_url}", lambda: seed_answer(lb_url))
             time.sleep(3)
-    except SwarmError as e:
+    except (SwarmError, DockerError) as e:
         raise SwarmError(f"{e}; failed tasks: {task_failures()}") from None
     say(f"stack {STACK!r} serves at {lb_url}: {', '.join(sorted(service_replicas()))}")
 
@@ -356,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("REPLICAS must be 0 or more")
         else:
             scale(model, args.replicas)
-    except (SwarmError, subprocess.TimeoutExpired) as e:
+    except (SwarmError, DockerError) as e:
         print(f"swarm: {e}", file=sys.stderr)
         return 1
     return 0

@@ -53,6 +53,15 @@ SWARM_TMPFS = {("uid", ""), ("gid", ""), ("mode", "1777")}
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
+def size_bytes(value: str | int) -> int:
+    """Bytes of a Docker or Prometheus size (`64m`, `512M`, `1GB`, `536870912`): binary
+    multiples, as go-units RAMInBytes reads them."""
+    match = re.fullmatch(r"(\d+)\s*([kmgt]?)i?b?", str(value).strip().lower())
+    if match is None:
+        raise ValueError(f"unreadable size {value!r}")
+    return int(match[1]) * UNITS[match[2]]
+
+
 def restart_policy(restart: str) -> dict[str, Any] | None:
     """deploy.restart_policy for a Compose `restart` value; None: Swarm's default (any)."""
     name, _, count = restart.partition(":")
@@ -78,10 +87,10 @@ def tmpfs_volume(entry: str) -> tuple[dict[str, Any], dict[str, str]]:
     # What a Swarm tmpfs is anyway is no loss (leading zeros dropped: uid=0, mode=01777).
     opts = {k: v for k, v in opts.items() if (k, v.lstrip("0")) not in SWARM_TMPFS}
     if "size" in opts:
-        match = re.fullmatch(r"(\d+)\s*([kmgt]?)i?b?", opts.pop("size").lower())
-        if match is None:
-            raise ValueError(f"tmpfs {target}: unreadable size in {entry!r}")
-        volume["tmpfs"] = {"size": int(match[1]) * UNITS[match[2]]}
+        try:
+            volume["tmpfs"] = {"size": size_bytes(opts.pop("size"))}
+        except ValueError:
+            raise ValueError(f"tmpfs {target}: unreadable size in {entry!r}") from None
     return volume, opts
 
 

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from bench import models
+from scripts.swarm import node_state
 from tests.monitoring import queries
 from tests.stack.stackctl import Load, require_docker
 
@@ -57,21 +58,12 @@ def swarm(*args: str, timeout: float = 600, **settings: str) -> subprocess.Compl
     return proc
 
 
-def swarm_state() -> dict[str, object]:
-    out = subprocess.run(
-        ["docker", "info", "--format", "{{json .Swarm}}"],
-        capture_output=True, text=True, check=True, timeout=30,
-    ).stdout  # fmt: skip
-    state: dict[str, object] = json.loads(out)
-    return state
-
-
 @pytest.fixture(scope="module")
 def swarm_stack() -> Iterator[subprocess.CompletedProcess[str]]:
     """The stack deployed on the swarm (the session's images, tagged for it); removed after,
     and the swarm left when this created it."""
     require_docker()
-    before = swarm_state()["LocalNodeState"]
+    before = node_state()["LocalNodeState"]
     started = time.monotonic()
     up = swarm("up")
     print(f"swarm stack up in {time.monotonic() - started:.1f} s")
@@ -80,7 +72,7 @@ def swarm_stack() -> Iterator[subprocess.CompletedProcess[str]]:
     finally:
         down = swarm("down")
         assert down.returncode == 0, down.stderr
-        assert swarm_state()["LocalNodeState"] == before
+        assert node_state()["LocalNodeState"] == before
         if before == "inactive":
             assert "left the one-node swarm make swarm-up created" in down.stdout
 
