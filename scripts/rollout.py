@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import fcntl
 import functools
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -54,7 +53,8 @@ from scripts.rollout_fleet import PROBE as PROBE
 from scripts.rollout_fleet import SERVICE, DockerError, Fleet, NotServing
 from scripts.rollout_fleet import Docker as Docker
 from scripts.rollout_fleet import run_docker as run_docker
-from scripts.rollout_gates import GATES, GateFailed, Query
+from scripts.rollout_gates import GATES, GateFailed, Query, seconds_setting
+from scripts.rollout_gates import Bake as Bake
 from scripts.rollout_history import Action, Entry
 
 OK, FAILED, REFUSED = 0, 1, 2
@@ -64,16 +64,6 @@ DEFAULT_TIMEOUT = 60.0
 
 class Refused(Exception):
     """A rollout that cannot start; nothing was changed. The message is one line."""
-
-
-@dataclass(frozen=True)
-class Bake:
-    """How each step bakes: ``seconds`` (ROLLOUT_BAKE; 0 bakes nothing), ``limit`` (seconds a
-    step waits for enough traffic to judge, ROLLOUT_BAKE_LIMIT) and the gates' Prometheus."""
-
-    seconds: float
-    limit: float
-    query: Query
 
 
 def known_model(index: Index, name: str, version: str | None = None) -> ModelEntry:
@@ -183,7 +173,9 @@ def rollout(
                 steps.append({"replica": replica, "switched_seconds": round(seconds, 1)})
                 if baking is not None and done < len(ids):
                     reading, baked = rollout_gates.bake(
-                        lambda: rollout_gates.read(baking.query, name, version),
+                        lambda: rollout_gates.read(
+                            baking.query, {"model": name, "version": version}
+                        ),
                         baking.seconds,
                         baking.limit,
                         fleet.clock,
@@ -291,20 +283,6 @@ def roll_back(
     return Rollback(took, seconds, out)
 
 
-def seconds_setting(name: str, default: float, zero: bool = False) -> float:
-    """The environment variable ``name`` as seconds (``default`` when unset or empty);
-    ValueError saying what is wrong unless it is positive (or 0, with ``zero``)."""
-    raw = os.environ.get(name) or str(default)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (value >= 0 if zero else value > 0):  # also refuses nan
-        kind = "0 or a positive" if zero else "a positive"
-        raise ValueError(f"{name} must be {kind} number of seconds, not {raw!r}")
-    return value
-
-
 def main(
     argv: Sequence[str] | None = None, docker: Docker = run_docker, query: Query | None = None
 ) -> int:
@@ -321,8 +299,7 @@ def main(
     project = os.environ.get("COMPOSE_PROJECT_NAME") or "modelfleet"
     try:
         timeout = seconds_setting("ROLLOUT_TIMEOUT", DEFAULT_TIMEOUT)
-        bake = seconds_setting("ROLLOUT_BAKE", rollout_gates.DEFAULT_BAKE, zero=True)
-        limit = seconds_setting("ROLLOUT_BAKE_LIMIT", rollout_gates.DEFAULT_LIMIT)
+        bake, limit = rollout_gates.bake_settings()
     except ValueError as exc:
         print(f"rollout: {exc}", file=sys.stderr)
         return REFUSED

@@ -2,12 +2,14 @@
 
 The gates themselves (what is compared, the tolerances, the traffic a judgement needs) are
 recording rules in ``monitoring/prometheus/rules/rollout.yml``, tested with promtool; this
-module repeats none of their numbers. It reads, for one model and its candidate version:
+module repeats none of their numbers. It reads, for a candidate (the labels that select it:
+``model`` and ``version`` for `make rollout`, ``release`` for a Swarm image update, whose
+every model is judged), the worst of its series:
 
-* ``model_version_gate:modelfleet_rollout_gate:failing30s`` by ``gate``: 1 failing, 0 passing,
-  absent while the gate cannot judge (too little traffic on either side);
+* ``model_version_release_gate:modelfleet_rollout_gate:failing30s`` by ``gate``: 1 failing,
+  0 passing, absent while the gate cannot judge (too little traffic on either side);
 * the excess, the tolerance and the traffic, to say why;
-* on a failure, the candidate's and the stable version's figures of the failing gate.
+* on a failure, the candidate's and the stable side's figures of the failing gate.
 
 A step bakes (:func:`bake`) for ``ROLLOUT_BAKE`` seconds. It fails at the first reading with a
 failing gate; it passes when the bake time is over and every gate judged and passed in the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -51,6 +54,16 @@ class GateFailed(RuntimeError):
         self.record = record
 
 
+@dataclass(frozen=True)
+class Bake:
+    """How each step bakes: ``seconds`` (ROLLOUT_BAKE; 0 bakes nothing), ``limit`` (seconds a
+    step waits for enough traffic to judge, ROLLOUT_BAKE_LIMIT) and the gates' Prometheus."""
+
+    seconds: float
+    limit: float
+    query: Query
+
+
 def prometheus_query(url: str) -> Query:
     """A Query against the Prometheus at ``url`` (its HTTP API)."""
 
@@ -70,11 +83,9 @@ def prometheus_query(url: str) -> Query:
     return query
 
 
-def _selector(name: str, version: str) -> str:
-    def quoted(value: str) -> str:
-        return json.dumps(value)  # PromQL strings take JSON's escapes
-
-    return f"{{model={quoted(name)}, version={quoted(version)}}}"
+def _selector(labels: Mapping[str, str]) -> str:
+    # PromQL strings take JSON's escapes.
+    return "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "}"
 
 
 def _by(result: list[dict[str, Any]], label: str) -> dict[str, float]:
@@ -145,36 +156,54 @@ class Reading:
         return f"{seen} prediction requests on the smaller side in 30 s, the gates need {need}"
 
 
-def read(query: Query, name: str, version: str) -> Reading:
-    """The gates of ``name`` ``version`` now; the figures of the failing ones too."""
-    sel = _selector(name, version)
-    failing_now = query(f"model_version_gate:modelfleet_rollout_gate:failing30s{sel}")
-    failing = {gate: value == 1 for gate, value in _by(failing_now, "gate").items()}
+def read(query: Query, candidate: Mapping[str, str]) -> Reading:
+    """The gates of the candidate now (``candidate``: the labels that select its series, e.g.
+    ``{"model": "diabetes", "version": "2.0.0"}`` or ``{"release": "swarm-1a2b3c4d5e6f"}``);
+    of several series (models) each gate reads the worst; the figures of the failing ones."""
+    sel = _selector(candidate)
+    gate_series = "model_version_release_gate:modelfleet_rollout_gate"
+    failing_now = query(f"max by (gate) ({gate_series}:failing30s{sel})")
+    judged = "model_version_release:modelfleet_rollout_judged_requests:increase30s"
     reading = Reading(
-        failing=failing,
-        excess=_by(query(f"model_version_gate:modelfleet_rollout_gate:excess30s{sel}"), "gate"),
+        failing={gate: value == 1 for gate, value in _by(failing_now, "gate").items()},
+        excess=_by(query(f"max by (gate) ({gate_series}:excess30s{sel})"), "gate"),
         tolerance=_by(query("modelfleet:rollout_gate_tolerance"), "gate"),
-        requests=_one(query(f"model_version:modelfleet_rollout_judged_requests:increase30s{sel}")),
+        requests=_one(query(f"max({judged}{sel})")),
         min_requests=_one(query("modelfleet:rollout_gate_min_requests")),
     )
     if not reading.failed:
         return reading
-    return replace(reading, figures={gate: _figures(query, gate, sel) for gate in reading.failed})
+    figures = {gate: _failing_figures(query, gate, candidate) for gate in reading.failed}
+    return replace(reading, figures=figures)
+
+
+def _failing_figures(query: Query, gate: str, candidate: Mapping[str, str]) -> str:
+    """The figures of the series (one model's) that fails ``gate``, named by the labels the
+    candidate's selector left open (the model, for a release)."""
+    sel = _selector({**candidate, "gate": gate})
+    failing = query(f"model_version_release_gate:modelfleet_rollout_gate:failing30s{sel} == 1")
+    if not failing:  # passed again between the two queries
+        return "no longer failing"
+    labels = {k: failing[0]["metric"][k] for k in ("model", "version", "release")
+              if k in failing[0]["metric"]}  # fmt: skip
+    figures = _figures(query, gate, _selector(labels))
+    opened = [labels[k] for k in ("model", "version") if k in labels and k not in candidate]
+    return f"{' '.join(opened)}: {figures}" if opened else figures
 
 
 #: The candidate's and the stable side's series behind each gate.
 _SIGNALS = {
     "errors": (
-        "model_version:modelfleet_requests_5xx:ratio_increase30s",
-        "model_version:modelfleet_requests_5xx_stable:ratio_increase30s",
+        "model_version_release:modelfleet_requests_5xx:ratio_increase30s",
+        "model_version_release:modelfleet_requests_5xx_stable:ratio_increase30s",
     ),
     "latency": (
-        "model_version:modelfleet_request_duration_seconds:p99_increase30s",
-        "model_version:modelfleet_request_duration_seconds_stable:p99_increase30s",
+        "model_version_release:modelfleet_request_duration_seconds:p99_increase30s",
+        "model_version_release:modelfleet_request_duration_seconds_stable:p99_increase30s",
     ),
     "prediction_mix": (
-        "model_version_class:modelfleet_predictions:share_increase30s",
-        "model_version_class:modelfleet_predictions_stable:share_increase30s",
+        "model_version_release_class:modelfleet_predictions:share_increase30s",
+        "model_version_release_class:modelfleet_predictions_stable:share_increase30s",
     ),
 }
 
@@ -224,3 +253,26 @@ def bake(
             verdict = f"gates could not judge in {elapsed:.0f} s: {reading.traffic()}"
             raise GateFailed(verdict, reading.to_record(elapsed))
         sleep(POLL_INTERVAL)
+
+
+def seconds_setting(name: str, default: float, zero: bool = False) -> float:
+    """The environment variable ``name`` as seconds (``default`` when unset or empty);
+    ValueError saying what is wrong unless it is positive (or 0, with ``zero``)."""
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 if zero else value > 0):  # also refuses nan
+        kind = "0 or a positive" if zero else "a positive"
+        raise ValueError(f"{name} must be {kind} number of seconds, not {raw!r}")
+    return value
+
+
+def bake_settings() -> tuple[float, float]:
+    """``ROLLOUT_BAKE`` (0: no gates) and ``ROLLOUT_BAKE_LIMIT`` in seconds; ValueError
+    naming the setting when one is not a number of seconds."""
+    return (
+        seconds_setting("ROLLOUT_BAKE", DEFAULT_BAKE, zero=True),
+        seconds_setting("ROLLOUT_BAKE_LIMIT", DEFAULT_LIMIT),
+    )

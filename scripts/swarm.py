@@ -4,8 +4,9 @@
 one-node swarm when it belongs to none (and saying so). Each image `make build` tagged is
 tagged again under a name unique to its content (`swarm-<12 hex of its id>`), so a rebuild
 rolls exactly the services whose image changed and the same build redeploys as nothing
-changed. It waits for Swarm's rolling updates and until the seed answer comes back through the
-load balancer. `scale` sets the replicas and waits until the load
+changed. It waits for Swarm's rolling updates, judging a new model-server image with the
+rollout gates (scripts/swarm_gates.py: rolled back on a failing gate), and until the seed
+answer comes back through the load balancer. `scale` sets the replicas and waits until the load
 balancer's upstream and Prometheus's targets list each of them. `down` removes the stack and
 its volumes, and leaves the swarm only when `up` created it and nothing else runs on it: nothing
 ever leaves or changes a swarm the host already belonged to.
@@ -30,8 +31,9 @@ import requests
 
 from bench import ROOT, BenchError, compose
 from bench.prom import Prometheus
-from scripts import swarm_config
+from scripts import rollout_gates, swarm_config, swarm_gates
 from scripts.rollout_fleet import DockerError, run_docker
+from scripts.rollout_gates import GateFailed
 
 #: The stack's name (`docker stack deploy ... NAME`): its services are NAME_model, NAME_lb, ...
 STACK = os.environ.get("SWARM_STACK", "modelfleet")
@@ -52,6 +54,10 @@ GWBRIDGE = "docker_gwbridge"
 
 class SwarmError(RuntimeError):
     """The stack did not reach the state a step waits for."""
+
+
+class RolledBackByGates(SwarmError):
+    """The rollout gates failed a new image and Swarm rolled it back."""
 
 
 def docker(*args: str, timeout: float = 120) -> str:
@@ -161,6 +167,36 @@ def wait_for_updates(before: dict[str, dict[str, str]], changed: list[str]) -> N
         say(f"{name}: updated to {now[name]['image']}, one task at a time")
 
 
+def release(image: str) -> str:
+    """What a replica of ``image`` reports as its release: the image's unique tag."""
+    return image.rsplit(":", 1)[-1]
+
+
+def judge_update(
+    before: dict[str, str], new: str, replicas: dict[str, Any], gates: rollout_gates.Bake
+) -> None:
+    """Judge Swarm's update of the replicas to release ``new`` with the rollout gates
+    (scripts/swarm_gates.py); on a failing gate roll it back and raise SwarmError."""
+
+    def state() -> str:
+        now = service_status()["model"]
+        return "updating" if now["started"] == before["started"] else now["state"]
+
+    update = swarm_gates.Update(new, int(replicas["deploy"]["replicas"]), state)
+    try:
+        say(f"model: {swarm_gates.judge(update, gates, time.monotonic, time.sleep)}")
+    except swarm_gates.SwarmFinished:
+        return  # Swarm rolled back by itself: wait_for_updates says why
+    except GateFailed as e:
+        say(f"model: {e}: rolling back")
+        docker("service", "rollback", "--detach", f"{STACK}_model")
+        wait_for("the gates' rollback", lambda: None if state() in UPDATE_DONE else state())
+        now = service_status()["model"]
+        raise RolledBackByGates(
+            f"model: rolled back by the gates ({now['state']}): {e}; it serves {now['image']}"
+        ) from None
+
+
 def stack_images(model: dict[str, Any]) -> list[str]:
     """The images of the services the stack file keeps (none of Compose's profiles)."""
     return sorted({s["image"] for s in swarm_config.stack_file(model)["services"].values()})
@@ -226,9 +262,17 @@ def up(model: dict[str, Any], out: Path) -> None:
     refs = unique_refs(stack_images(model))
     for image, ref in refs.items():
         docker("tag", image, ref)
+    try:
+        bake, limit = rollout_gates.bake_settings()
+    except ValueError as e:
+        raise SwarmError(str(e)) from None
     model = copy.deepcopy(model)
     for svc in model["services"].values():
         svc["image"] = refs.get(svc["image"], svc["image"])
+    replicas = model["services"]["model"]
+    # The replicas report their image's tag, by which the gates tell new ones from old ones.
+    replicas.setdefault("environment", {})["MODELFLEET_RELEASE"] = release(replicas["image"])
+    replicas["deploy"]["update_config"]["delay"] = swarm_gates.update_delay(bake)
     swarm_config.write(model, out)
     say(f"images {', '.join(sorted(refs.values()))}; stack file {out}")
     ensure_swarm()
@@ -244,12 +288,18 @@ def up(model: dict[str, Any], out: Path) -> None:
            "-c", str(out), STACK, timeout=300)  # fmt: skip
     lb_url = f"http://127.0.0.1:{published_port(model, 'lb')}"
     try:
+        if "model" in changed:
+            prom_url = f"http://127.0.0.1:{published_port(model, 'prometheus')}"
+            gates = rollout_gates.Bake(bake, limit, rollout_gates.prometheus_query(prom_url))
+            judge_update(before["model"], release(replicas["image"]), replicas, gates)
         wait_for_updates(before, changed)
         # Twice: a task that starts and then fails is running for a moment.
         for _ in range(2):
             wait_for("every service running", all_running)
             wait_for(f"the seed answer at {lb_url}", lambda: seed_answer(lb_url))
             time.sleep(3)
+    except RolledBackByGates:
+        raise  # no task failed: the gates did
     except (SwarmError, DockerError) as e:
         raise SwarmError(f"{e}; failed tasks: {task_failures()}") from None
     say(f"stack {STACK!r} serves at {lb_url}: {', '.join(sorted(service_replicas()))}")

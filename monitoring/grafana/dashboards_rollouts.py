@@ -58,7 +58,7 @@ def rollouts():
         row("Gates (while two versions of a model answer)"),
         timeseries(
             "Gate excess: candidate - stable",
-            [target(f"model_version_gate:modelfleet_rollout_gate:excess30s{{{M}}}", GATE)],
+            [target(f"model_version_release_gate:modelfleet_rollout_gate:excess30s{{{M}}}", GATE)],
             description="Per version against the model's other versions, over 30 s: 5xx share "
             "and p99 seconds (errors, latency), the largest class-share difference "
             "(prediction_mix). A gate fails above its tolerance. Only while two versions "
@@ -66,7 +66,7 @@ def rollouts():
         ),
         timeseries(
             "Gates failing",
-            [target(f"model_version_gate:modelfleet_rollout_gate:failing30s{{{M}}}", GATE)],
+            [target(f"model_version_release_gate:modelfleet_rollout_gate:failing30s{{{M}}}", GATE)],
             max_=1,
             description="1: the gate fails, and `make rollout` rolls back; 0: it passes; no "
             "line: too little traffic on either side to judge.",
@@ -75,7 +75,7 @@ def rollouts():
             "Requests judged (smaller side, 30 s)",
             [
                 target(
-                    f"model_version:modelfleet_rollout_judged_requests:increase30s{{{M}}}",
+                    f"model_version_release:modelfleet_rollout_judged_requests:increase30s{{{M}}}",
                     "{{model}} {{version}}",
                 ),
                 target("modelfleet:rollout_gate_min_requests", "needed to judge", ref="B"),

@@ -113,7 +113,8 @@ def test_every_gate_rule_produces_series_while_two_versions_answer(
     pinned by version, and every rule of the group must record series, every gate passing."""
     query = "pregnant=1&glucose=3&pressure=1"
     # First the bad version's answers leave the 30 s windows: it would be "stable" here too.
-    bad = f'model_version:modelfleet_requests:increase30s{{model="diabetes", version="{BAD}"}}'
+    series = "model_version_release:modelfleet_requests:increase30s"
+    bad = f'{series}{{model="diabetes", version="{BAD}"}}'
     deadline = time.monotonic() + 45
     while time.monotonic() < deadline:
         result = stack.prometheus("/api/v1/query", query=f"{bad} > 0")["result"]
@@ -146,7 +147,7 @@ def test_every_gate_rule_produces_series_while_two_versions_answer(
     failing = stack.prometheus(
         "/api/v1/query",
         query=(
-            'model_version_gate:modelfleet_rollout_gate:failing30s{model="diabetes", '
+            'model_version_release_gate:modelfleet_rollout_gate:failing30s{model="diabetes", '
             f'version=~"{SEED}|{GOOD}"}}'
         ),
     )["result"]

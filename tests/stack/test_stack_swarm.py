@@ -32,6 +32,9 @@ SETTINGS = {
     "REPLICAS": "1",
     # How long Swarm gives an unready replica before it rolls its image back (default 90 s).
     "MODEL_START_PERIOD": "20s",
+    # Short bakes keep make test short; the gates' windows and tolerances are the stack's own.
+    "ROLLOUT_BAKE": "10",
+    "ROLLOUT_BAKE_LIMIT": "60",
     "PROMETHEUS_SCRAPE_INTERVAL": "2s",
     "PROMETHEUS_SCRAPE_TIMEOUT": "2s",
     "PROMETHEUS_EVALUATION_INTERVAL": "2s",
@@ -171,6 +174,8 @@ def test_a_new_image_rolls_one_replica_at_a_time_without_a_failed_request(
     finally:
         remove_candidate("swarmtest-good")
     assert "model: updated to modelfleet/model-server:swarm-" in updated.stdout
+    # Judged by the rollout gates against the old image's replica, on the same traffic.
+    assert "model: gates passed after 1" in updated.stdout
     # Only the replicas' image changed: the load balancer and Prometheus were left running.
     assert "lb: updated" not in updated.stdout and "load balancer's image" not in updated.stdout
     assert model_image() != before
@@ -200,3 +205,37 @@ def test_an_image_that_never_becomes_healthy_is_rolled_back_by_swarm(
     r = requests.get(LB_URL + "/predict_data?pregnant=1&glucose=3&pressure=1", timeout=10)
     assert r.status_code == 200 and r.json() == {"Answer": ["no"]}
     assert load.result.ok > 0 and load.result.failed == 0, load.result.failures
+
+
+#: Every prediction 0.2 s slower: healthy, every answer right, only the latency gate sees it.
+SLOW = [
+    "USER root",
+    r"RUN sed -i 's/^\(\s*\)\(.*Predict a validated.*\)$/\1\2\n\1__import__(\"time\").sleep(0.2)/'"
+    " /app/model_server/core/predict.py && grep -q 'sleep(0.2)' /app/model_server/core/predict.py",
+    "USER 10001:10001",
+]
+
+
+def test_an_image_that_fails_a_gate_is_rolled_back_by_the_gates(
+    swarm_stack: subprocess.CompletedProcess[str],
+) -> None:
+    assert swarm_stack.returncode == 0, swarm_stack.stderr
+    before = model_image()
+    candidate("swarmtest-slow", *SLOW)
+    try:
+        # Four clients: a slow replica holds each for 0.2 s, and each side needs 200 requests
+        # in the gates' 30 s window.
+        with Load(LB_URL, threads=4, rate=40, max_requests=20_000, max_seconds=400) as load:
+            started = time.monotonic()
+            refused = swarm("up", MODELFLEET_TAG="swarmtest-slow", REPLICAS="2")
+            took = time.monotonic() - started
+    finally:
+        remove_candidate("swarmtest-slow")
+    result = load.result
+    print(f"slow image: verdict in {took:.0f} s; {result.ok} ok, {result.failed} failed")
+    assert refused.returncode == 1
+    assert "model: rolled back by the gates (rollback_completed): gate latency" in refused.stderr
+    assert model_image() == before
+    r = requests.get(LB_URL + "/predict_data?pregnant=1&glucose=3&pressure=1", timeout=10)
+    assert r.status_code == 200 and r.json() == {"Answer": ["no"]}
+    assert result.ok > 0 and result.failed == 0, result.failures

@@ -146,7 +146,7 @@ def test_scrapes_are_not_counted(fresh: Flask) -> None:
 
 
 def test_info_gauges(fresh: Flask) -> None:
-    assert sample(fresh, "modelfleet_replica_info", {"replica": "replica-test"}) == 1
+    assert sample(fresh, "modelfleet_replica_info", {"replica": "replica-test", "release": ""}) == 1
     manifest = fresh.test_client().get("/models/diabetes").get_json()
     info = {
         "model": "diabetes",
@@ -180,7 +180,9 @@ def test_multiprocess_mode_aggregates_workers(
     for pid in (101, 102):
         monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue(lambda pid=pid: pid))
         m = Metrics(str(tmp_path))
-        m.init_server("replica-a", [("diabetes", "1.0.0", "abc", True)], {"diabetes": True})
+        m.init_server(
+            "replica-a", [("diabetes", "1.0.0", "abc", True)], {"diabetes": True}, "swarm-0123"
+        )
         m.observe_request("diabetes", "1.0.0", "plumber", 200, 0.001)
         m.request_started()
         workers.append(m)
@@ -206,7 +208,8 @@ def test_multiprocess_mode_aggregates_workers(
             (("current", "true"), ("model", "diabetes"), ("sha256", "abc"), ("version", "1.0.0")),
         )
     ]
-    assert samples[("modelfleet_replica_info", (("replica", "replica-a"),))] == 1
+    replica = (("release", "swarm-0123"), ("replica", "replica-a"))
+    assert samples[("modelfleet_replica_info", replica)] == 1
 
     mark_process_dead(102)
     samples = scrape()

@@ -11,6 +11,7 @@ tested by promtool (monitoring/prometheus/tests/rollout-test.yml); here Promethe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,22 +44,27 @@ class FakePrometheus:
         self.requests = requests
         self.queries: list[str] = []
         self.down = False
+        #: The labels of the candidate's series (a Compose rollout's have no release).
+        self.cell = {"model": "churn", "version": "2"}
 
     def __call__(self, expr: str) -> list[dict[str, Any]]:
         self.queries.append(expr)
         if self.down:
             raise gates.GateError("Prometheus at http://127.0.0.1:9 did not answer: refused")
-        name = expr.split("{", 1)[0]
+        name = re.findall(r"[a-z_]+:[a-z_0-9:]+", expr)[0]
         judged = self.excess is not None and self.requests >= 200
+        if expr.endswith(" == 1"):  # which series fails the gate
+            gate = re.findall(r'gate="([a-z_]+)"', expr)[0]
+            return [sample(1, **self.cell, gate=gate)]
         if name == "modelfleet:rollout_gate_tolerance":
             return [sample(v, gate=g) for g, v in TOLERANCES.items()]
         if name == "modelfleet:rollout_gate_min_requests":
             return [sample(200)]
-        if name == "model_version:modelfleet_rollout_judged_requests:increase30s":
+        if name == "model_version_release:modelfleet_rollout_judged_requests:increase30s":
             return [sample(self.requests)]
-        if name == "model_version_gate:modelfleet_rollout_gate:excess30s":
+        if name == "model_version_release_gate:modelfleet_rollout_gate:excess30s":
             return [sample(v, gate=g) for g, v in (self.excess or {}).items()]
-        if name == "model_version_gate:modelfleet_rollout_gate:failing30s":
+        if name == "model_version_release_gate:modelfleet_rollout_gate:failing30s":
             if not judged:
                 return []
             assert self.excess is not None
@@ -78,12 +84,18 @@ class FakePrometheus:
 GOOD = {"errors": 0.0, "latency": 0.004, "prediction_mix": 0.03}
 
 
-def bake(prometheus: FakePrometheus, seconds: float = 30, limit: float = 120) -> Any:
+def bake(
+    prometheus: FakePrometheus,
+    seconds: float = 30,
+    limit: float = 120,
+    candidate: dict[str, str] | None = None,
+) -> Any:
+    candidate = candidate or {"model": "churn", "version": "2"}
     clock = FakeClock()
     start = clock.now
     try:
         reading, baked = gates.bake(
-            lambda: gates.read(prometheus, "churn", "2"), seconds, limit, clock, clock.sleep
+            lambda: gates.read(prometheus, candidate), seconds, limit, clock, clock.sleep
         )
         return reading, baked
     finally:
@@ -101,7 +113,23 @@ def test_every_query_names_the_model_and_the_candidate_version() -> None:
     prometheus = FakePrometheus(GOOD)
     bake(prometheus, seconds=2)
     for expr in prometheus.queries:
-        assert "{" not in expr or expr.endswith('{model="churn", version="2"}'), expr
+        assert "{" not in expr or '{model="churn", version="2"}' in expr, expr
+
+
+def test_a_release_is_judged_on_every_model_and_a_failure_names_the_model() -> None:
+    """A Swarm image update: the candidate is a release; each gate reads the worst model."""
+    prometheus = FakePrometheus({**GOOD, "latency": 0.7})
+    prometheus.cell = {"model": "churn", "version": "2", "release": "swarm-new"}
+    with pytest.raises(gates.GateFailed) as failed:
+        bake(prometheus, candidate={"release": "swarm-new"})
+    assert str(failed.value) == (
+        "gate latency +0.700 > 0.1 (churn 2: candidate 0.250 s p99, stable 0.010 s p99) "
+        "after 0.0 s of bake"
+    )
+    assert prometheus.queries[0] == (
+        "max by (gate) (model_version_release_gate:modelfleet_rollout_gate:failing30s"
+        '{release="swarm-new"})'
+    )
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,7 @@ def create_app(
             for m in loaded
         ],
         {name: name in registry.models for name in registry.names},
+        settings.release,
     )
     for model in loaded:
         metrics.init_answers(model.name, model.version, model.predictor.answer_labels)

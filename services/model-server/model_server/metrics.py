@@ -16,7 +16,7 @@ modelfleet_busy_workers                              gauge     livesum: workers 
 modelfleet_workers                                   gauge     livesum: live worker processes
 modelfleet_model_info                                gauge     model, version, sha256, current
 modelfleet_model_ready                               gauge     model: its current version loaded
-modelfleet_replica_info                              gauge     replica; 1 (livemax)
+modelfleet_replica_info                              gauge     replica, release; 1 (livemax)
 modelfleet_container_cpu_seconds_total               counter   CPU time of the replica's container
 modelfleet_container_memory_working_set_bytes        gauge     its memory, less reclaimable cache
 modelfleet_container_memory_limit_bytes              gauge     its memory limit (absent: none)
@@ -165,8 +165,9 @@ class Metrics:
         )
         self.replica_info = Gauge(
             "modelfleet_replica_info",
-            "Always 1; the replica label is MODELFLEET_REPLICA_ID (the host name).",
-            ["replica"],
+            "Always 1; replica is MODELFLEET_REPLICA_ID (the host name), release"
+            " MODELFLEET_RELEASE (the image tag on Swarm).",
+            ["replica", "release"],
             registry=reg,
             multiprocess_mode="livemax",
         )
@@ -187,6 +188,7 @@ class Metrics:
         replica: str,
         loaded: Iterable[tuple[str, str, str, bool]],
         ready: Mapping[str, bool],
+        release: str = "",
     ) -> None:
         """Set the info/readiness gauges and pre-initialise every bounded label combination.
 
@@ -194,9 +196,10 @@ class Metrics:
             replica: The replica id.
             loaded: Every loaded model version: (name, version, sha256, whether current).
             ready: Every model of the index: whether its current version is loaded.
+            release: What the replica runs (``MODELFLEET_RELEASE``; empty: no label).
         """
         loaded = list(loaded)
-        self.replica_info.labels(replica).set(1)
+        self.replica_info.labels(replica, release).set(1)
         self.workers.set(1)
         for name, version, sha256, current in loaded:
             self.model_info.labels(name, version, sha256, str(current).lower()).set(1)

@@ -54,6 +54,12 @@ class Settings:
     """Identity of this replica: the ``X-Served-By`` response header and the ``replica``
     label of ``modelfleet_replica_info``. Defaults to the host name (the container id)."""
 
+    release: str = ""
+    """What this replica runs, as the ``release`` label of ``modelfleet_replica_info``: the
+    rollout gates compare the replicas of a new release with the others on the same traffic
+    (monitoring/prometheus/rules/rollout.yml). ``make swarm-up`` sets the image's unique tag;
+    empty (no label) on Compose, where rollouts change versions, not images."""
+
     log_level: str = "INFO"
     """Level of the ``model_server`` loggers: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 

@@ -1,0 +1,109 @@
+"""The rollout gates on Swarm: `make swarm-up` judges a new model-server image as `make rollout`
+judges a new model version, with the same gates and the same code (scripts/rollout_gates.py).
+
+Swarm replaces the replicas one at a time (compose.yaml's ``update_config``: start-first,
+rolled back by Swarm when a new task fails or never becomes healthy). Each replica reports
+what it runs as the ``release`` label of ``modelfleet_replica_info`` (``MODELFLEET_RELEASE``,
+set to the image's unique tag), so the gates of rules/rollout.yml compare the replicas of
+the new release with those still on the old one, on the same traffic, for every model.
+
+Swarm does not wait for a verdict, so the stack file makes it wait: ``update_config.delay``
+between two replicas is the bake plus the gates' window (:func:`update_delay`). While the
+first new replica serves, the gates bake for ``ROLLOUT_BAKE`` seconds
+(``rollout_gates.bake``: fail at the first failing gate, fail closed when they cannot judge
+within ``ROLLOUT_BAKE_LIMIT`` or Prometheus does not answer); after that every reading until
+Swarm completes the update is checked again. A failure is answered with
+``docker service rollback``: Swarm puts the old image back, one replica at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scripts import rollout_gates
+from scripts.rollout_gates import GATES, GateFailed, Query
+
+#: Seconds the gates need beyond the bake before they can judge a new replica: their 30 s
+#: window (rules/rollout.yml) and a scrape and an evaluation after it.
+WINDOW = 40.0
+
+
+class SwarmFinished(Exception):
+    """Swarm ended the update itself (rolled it back, or paused it): nothing left to judge."""
+
+
+@dataclass(frozen=True)
+class Update:
+    """The update being judged: the new release, how many replicas the service runs, and
+    ``state()``, the state of Swarm's update of the service (``docker service inspect``'s
+    ``UpdateStatus.State``: updating, completed, rollback_started, ...)."""
+
+    release: str
+    replicas: int
+    state: Callable[[], str]
+
+
+def update_delay(bake: float) -> str:
+    """``update_config.delay`` of the replicas: long enough for the gates to judge each new
+    replica before Swarm replaces the next old one; none without gates."""
+    return f"{bake + WINDOW:.0f}s" if bake > 0 else "0s"
+
+
+def _serving(query: Query, release: str) -> bool:
+    """Whether Prometheus scrapes a replica of ``release`` yet (GateFailed when it cannot
+    be read: fail closed)."""
+    selector = "{" + f'job="model", release={json.dumps(release)}' + "}"
+    try:
+        return bool(query(f"modelfleet_replica_info{selector}"))
+    except rollout_gates.GateError as exc:
+        raise GateFailed(f"gates unreadable: {exc}") from None
+
+
+def _ended(state: str) -> bool:
+    """Whether Swarm ended the update itself: rolling or rolled back, or paused."""
+    return state.startswith("rollback") or state == "paused"
+
+
+def judge(
+    update: Update,
+    gates: rollout_gates.Bake,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> str:
+    """Judge ``update`` until Swarm completes it; what was judged, one line. GateFailed (the
+    verdict) when a gate fails or the gates cannot judge in time: the caller rolls back.
+    SwarmFinished when Swarm ended the update itself."""
+    if gates.seconds <= 0:
+        return "gates not run (ROLLOUT_BAKE=0)"
+    if update.replicas < 2:
+        return "gates not run: one replica, no old image to compare with"
+    candidate = {"release": update.release}
+
+    def reading() -> rollout_gates.Reading:
+        state = update.state()
+        if _ended(state):
+            raise SwarmFinished(state)
+        return rollout_gates.read(gates.query, candidate)
+
+    start = clock()
+    while not _serving(gates.query, update.release):
+        if _ended(update.state()):
+            raise SwarmFinished(update.state())
+        if clock() - start >= gates.limit:
+            raise GateFailed(f"no replica of {update.release} was scraped in {gates.limit:.0f} s")
+        sleep(rollout_gates.POLL_INTERVAL)
+    passed, baked = rollout_gates.bake(reading, gates.seconds, gates.limit, clock, sleep)
+    # Swarm goes on with the next replicas: each reading until it completes must pass too.
+    while update.state() == "updating":
+        try:
+            now = reading()
+        except rollout_gates.GateError as exc:
+            raise GateFailed(f"gates unreadable: {exc}") from None
+        if now.failed:
+            failed = "; ".join(now.describe(g) for g in now.failed)
+            raise GateFailed(f"gate {failed} after the bake", now.to_record(clock() - start))
+        sleep(rollout_gates.POLL_INTERVAL)
+    figures = ", ".join(passed.describe(g) for g in GATES)
+    return f"gates passed after {baked:.0f} s of bake on {update.release}: {figures}"
