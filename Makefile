@@ -188,8 +188,12 @@ swarm-config: venv ## Write build/swarm/stack.yaml: a Docker Swarm stack file fr
 	$(PY) -m scripts.swarm_config
 
 .PHONY: swarm-up
-swarm-up: build ## Deploy the stack on Docker Swarm (a one-node swarm when the host is in none) and wait for the seed answer
+swarm-up: build $(if $(filter 2,$(SWARM_NODES)),swarm-node-image) ## Deploy the stack on Docker Swarm (a one-node swarm when the host is in none; SWARM_NODES=2 adds a second node) and wait for the seed answer
 	$(PY) -m scripts.swarm up
+
+.PHONY: swarm-node-image
+swarm-node-image: base-image ## Build the second swarm node's image (modelfleet/swarm-node: Debian's docker.io)
+	docker build -q -f services/swarm-node/Dockerfile -t modelfleet/swarm-node:$${MODELFLEET_TAG:-dev} .
 
 .PHONY: swarm-scale
 swarm-scale: venv ## Scale the replicas on Swarm and wait until each is in the upstream and scraped: make swarm-scale REPLICAS=N
@@ -231,7 +235,11 @@ browser: ## Install headless Chromium and chromedriver (Debian packages) if miss
 
 .PHONY: test-stack
 test-stack: build loadgen-image clients browser ## Stack tests: start a real compose stack (own project and ports) and test it
-	$(VENV)/bin/pytest -m stack
+	$(VENV)/bin/pytest -m "stack and not swarm_nodes" --durations=30
+
+.PHONY: test-swarm-nodes
+test-swarm-nodes: build swarm-node-image ## The stack on a two-node swarm (a second engine in a container): spread, and a node lost
+	$(VENV)/bin/pytest -m swarm_nodes
 
 .PHONY: test
 test: lint test-unit test-stack ## Every test: lint, unit, the Docker stack

@@ -85,6 +85,8 @@ class LoadResult:
     failures: Counter = field(default_factory=Counter)
     served_by: Counter = field(default_factory=Counter)
     seconds: list[float] = field(default_factory=list)
+    #: When each failure was seen (time.monotonic()), to tell when failures stopped.
+    failed_at: list[float] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -157,6 +159,7 @@ class Load:
             else:
                 self.result.failed += 1
                 self.result.failures[why] += 1
+                self.result.failed_at.append(started + elapsed)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,65 +28,43 @@ import requests
 
 from bench import ROOT, BenchError, compose
 from bench.prom import Prometheus
-from scripts import rollout_gates, swarm_config, swarm_gates
-from scripts.rollout_fleet import DockerError, run_docker
-from scripts.rollout_gates import GateFailed
+from scripts import rollout_gates, swarm_config, swarm_gates, swarm_nodes
+from scripts.rollout_fleet import DockerError
+from scripts.swarm_gates import RolledBackByGates, judge_update, release
+from scripts.swarm_services import (
+    LABEL,
+    STACK,
+    TIMEOUT,
+    SwarmError,
+    all_running,
+    docker,
+    node_state,
+    say,
+    service_replicas,
+    service_status,
+    task_failures,
+    wait_for,
+    wait_for_updates,
+)
 
-#: The stack's name (`docker stack deploy ... NAME`): its services are NAME_model, NAME_lb, ...
-STACK = os.environ.get("SWARM_STACK", "modelfleet")
-#: How long `up` and `scale` wait for the stack to serve, in seconds.
-TIMEOUT = float(os.environ.get("SWARM_TIMEOUT", "300"))
-#: The address a swarm created here advertises: loopback keeps a one-node swarm off the network.
-ADVERTISE_ADDR = os.environ.get("SWARM_ADVERTISE_ADDR", "127.0.0.1")
+#: The address a swarm created here advertises (empty: loopback, which keeps a one-node swarm
+#: off the network; with two nodes the host's address on the default bridge).
+ADVERTISE_ADDR = os.environ.get("SWARM_ADVERTISE_ADDR", "")
+#: Nodes of the swarm: 1, or 2 with a second Docker Engine in a container (swarm_nodes.py).
+NODES = os.environ.get("SWARM_NODES") or "1"
+#: The image of the second node's engine (make swarm-node-image).
+NODE_IMAGE = f"modelfleet/swarm-node:{os.environ.get('MODELFLEET_TAG') or 'dev'}"
 #: Written when `up` created the swarm, with the node's id: only then may `down` leave it.
 CREATED_MARKER = ROOT / "build" / "swarm" / "created-by-modelfleet"
 TAG_PREFIX = "swarm-"
-#: The states in which Swarm has finished a service update, one way or the other.
-UPDATE_DONE = {"completed", "rollback_completed", "paused", "rollback_paused"}
 SEED_PATH = "/predict_data?pregnant=1&glucose=3&pressure=1"
 SEED_ANSWER = {"Answer": ["no"]}
-LABEL = "com.docker.stack.namespace"
 GWBRIDGE = "docker_gwbridge"
 
 
-class SwarmError(RuntimeError):
-    """The stack did not reach the state a step waits for."""
-
-
-class RolledBackByGates(SwarmError):
-    """The rollout gates failed a new image and Swarm rolled it back."""
-
-
-def docker(*args: str, timeout: float = 120) -> str:
-    """Run the docker CLI; its stdout, stripped (DockerError when it fails or times out)."""
-    return run_docker(args, timeout).strip()
-
-
-def say(message: str) -> None:
-    """One line of progress."""
-    print(f"swarm: {message}", flush=True)
-
-
-def wait_for(what: str, check: Callable[[], str | None], timeout: float = TIMEOUT) -> None:
-    """Poll `check` (None: done; else what is still missing) until done or `timeout`."""
-    deadline = time.monotonic() + timeout
-    missing: str | None = "not checked yet"
-    while time.monotonic() < deadline:
-        missing = check()
-        if missing is None:
-            return
-        time.sleep(2)
-    raise SwarmError(f"{what}: not after {timeout:.0f} s ({missing})")
-
-
-def node_state() -> dict[str, Any]:
-    """This engine's swarm membership (docker info's .Swarm)."""
-    info: dict[str, Any] = json.loads(docker("info", "--format", "{{json .Swarm}}"))
-    return info
-
-
-def ensure_swarm() -> None:
-    """Join nothing, change nothing: use the swarm this host manages, or create a one-node one."""
+def ensure_swarm(advertise: str) -> None:
+    """Join nothing, change nothing: use the swarm this host manages, or create a one-node one
+    advertising ``advertise``."""
     state = node_state()
     if state.get("LocalNodeState") == "active":
         if not state.get("ControlAvailable"):
@@ -100,11 +75,11 @@ def ensure_swarm() -> None:
         raise SwarmError(f"this host's swarm state is {state.get('LocalNodeState')!r}")
     # swarm init also creates the docker_gwbridge network; leaving the swarm does not remove it.
     had_gwbridge = bool(docker("network", "ls", "-q", "--filter", f"name=^{GWBRIDGE}$"))
-    docker("swarm", "init", "--advertise-addr", ADVERTISE_ADDR)
+    docker("swarm", "init", "--advertise-addr", advertise)
     node = node_state()["NodeID"]
     CREATED_MARKER.parent.mkdir(parents=True, exist_ok=True)
     CREATED_MARKER.write_text(node + ("" if had_gwbridge else f"\n{GWBRIDGE}") + "\n")
-    say(f"this host was in no swarm: created a one-node swarm ({ADVERTISE_ADDR}, node {node});")
+    say(f"this host was in no swarm: created a one-node swarm ({advertise}, node {node});")
     say("make swarm-down leaves it again")
 
 
@@ -119,84 +94,6 @@ def unique_refs(images: list[str]) -> dict[str, str]:
     }
 
 
-def service_status() -> dict[str, dict[str, str]]:
-    """The stack's services (names without the stack's prefix): their image and the state,
-    start and message of their last update."""
-    ids = docker("service", "ls", "-q", "--filter", f"label={LABEL}={STACK}").split()
-    if not ids:
-        return {}
-    fields = "{{.Spec.Name}}|{{.Spec.TaskTemplate.ContainerSpec.Image}}|" + (
-        "{{with .UpdateStatus}}{{.State}}|{{.StartedAt}}|{{.Message}}{{else}}||{{end}}"
-    )
-    out = {}
-    for line in docker("service", "inspect", "--format", fields, *ids).splitlines():
-        name, image, state, started, message = line.split("|", 4)
-        out[name.removeprefix(f"{STACK}_")] = {
-            "image": image.split("@")[0], "state": state, "started": started, "message": message,
-        }  # fmt: skip
-    return out
-
-
-def wait_for_updates(before: dict[str, dict[str, str]], changed: list[str]) -> None:
-    """Wait until Swarm has finished each update the deploy started (`changed`: the services
-    whose image changed; a changed setting starts one too); SwarmError naming the service when
-    Swarm rolled an update back (a new task failed or never became healthy)."""
-    messages: dict[str, set[str]] = defaultdict(set)
-    moved: set[str] = set()
-
-    def finished() -> str | None:
-        now = service_status()
-        # A service the deploy created has no update to wait for.
-        moved.update(n for n in now if n in before and now[n]["started"] != before[n]["started"])
-        for name in moved:
-            messages[name].add(now[name]["message"])
-        busy = [f"{n}: not started" for n in changed if n not in moved]
-        busy += [f"{n}: {now[n]['state']}" for n in moved if now[n]["state"] not in UPDATE_DONE]
-        return ", ".join(sorted(busy)) or None
-
-    time.sleep(2)  # the orchestrator starts an update just after the deploy returns
-    wait_for("the rolling update", finished)
-    now = service_status()
-    for name in sorted(moved):
-        if now[name]["state"] != "completed":
-            seen = "; ".join(sorted(m for m in messages[name] if m))
-            raise SwarmError(
-                f"{name}: Swarm did not complete the update ({now[name]['state']}: {seen}); "
-                f"it serves {now[name]['image']}"
-            )
-        say(f"{name}: updated to {now[name]['image']}, one task at a time")
-
-
-def release(image: str) -> str:
-    """What a replica of ``image`` reports as its release: the image's unique tag."""
-    return image.rsplit(":", 1)[-1]
-
-
-def judge_update(
-    before: dict[str, str], new: str, replicas: dict[str, Any], gates: rollout_gates.Bake
-) -> None:
-    """Judge Swarm's update of the replicas to release ``new`` with the rollout gates
-    (scripts/swarm_gates.py); on a failing gate roll it back and raise SwarmError."""
-
-    def state() -> str:
-        now = service_status()["model"]
-        return "updating" if now["started"] == before["started"] else now["state"]
-
-    update = swarm_gates.Update(new, int(replicas["deploy"]["replicas"]), state)
-    try:
-        say(f"model: {swarm_gates.judge(update, gates, time.monotonic, time.sleep)}")
-    except swarm_gates.SwarmFinished:
-        return  # Swarm rolled back by itself: wait_for_updates says why
-    except GateFailed as e:
-        say(f"model: {e}: rolling back")
-        docker("service", "rollback", "--detach", f"{STACK}_model")
-        wait_for("the gates' rollback", lambda: None if state() in UPDATE_DONE else state())
-        now = service_status()["model"]
-        raise RolledBackByGates(
-            f"model: rolled back by the gates ({now['state']}): {e}; it serves {now['image']}"
-        ) from None
-
-
 def stack_images(model: dict[str, Any]) -> list[str]:
     """The images of the services the stack file keeps (none of Compose's profiles)."""
     return sorted({s["image"] for s in swarm_config.stack_file(model)["services"].values()})
@@ -205,34 +102,6 @@ def stack_images(model: dict[str, Any]) -> list[str]:
 def published_port(model: dict[str, Any], service: str) -> int:
     """The host port a service publishes (LB_PORT, PROMETHEUS_PORT)."""
     return int(model["services"][service]["ports"][0]["published"])
-
-
-def service_replicas() -> dict[str, str]:
-    """`docker service ls` of the stack: service -> running/desired."""
-    out = docker("service", "ls", "--filter", f"label={LABEL}={STACK}", "--format",
-                 "{{.Name}} {{.Replicas}}")  # fmt: skip
-    return dict(line.split(" ", 1) for line in out.splitlines() if line)
-
-
-def all_running() -> str | None:
-    """None when every service runs all its replicas (a task with a healthcheck counts once
-    healthy), else which do not."""
-    services = service_replicas()
-    pending = {n: r for n, r in services.items() if len(set(r.split("/"))) != 1}
-    if not services:
-        return "no services"
-    return f"{pending}" if pending else None
-
-
-def task_failures(limit: int = 5) -> str:
-    """The last errors of the stack's failed tasks, for a message."""
-    try:
-        out = docker("stack", "ps", STACK, "--filter", "desired-state=shutdown", "--no-trunc",
-                     "--format", "{{.Name}}: {{.Error}}")  # fmt: skip
-    except DockerError as e:  # no task at all ("nothing found in stack")
-        return str(e)
-    errors = [line for line in out.splitlines() if not line.endswith(": ")]
-    return "; ".join(errors[:limit]) or "no task failed"
 
 
 def seed_answer(lb_url: str) -> str | None:
@@ -272,10 +141,16 @@ def up(model: dict[str, Any], out: Path) -> None:
     replicas = model["services"]["model"]
     # The replicas report their image's tag, by which the gates tell new ones from old ones.
     replicas.setdefault("environment", {})["MODELFLEET_RELEASE"] = release(replicas["image"])
-    replicas["deploy"]["update_config"]["delay"] = swarm_gates.update_delay(bake)
+    delay = swarm_gates.update_delay(bake)
+    replicas["deploy"]["update_config"]["delay"] = f"{delay:.0f}s"
+    # Swarm waits `delay` after each replica it replaces.
+    update_timeout = TIMEOUT + int(replicas["deploy"]["replicas"]) * delay
     swarm_config.write(model, out)
     say(f"images {', '.join(sorted(refs.values()))}; stack file {out}")
-    ensure_swarm()
+    if NODES == "2":
+        add_node(model)
+    else:
+        ensure_swarm(ADVERTISE_ADDR or "127.0.0.1")
     before = service_status()
     services = model["services"]
     changed = sorted(
@@ -291,8 +166,9 @@ def up(model: dict[str, Any], out: Path) -> None:
         if "model" in changed:
             prom_url = f"http://127.0.0.1:{published_port(model, 'prometheus')}"
             gates = rollout_gates.Bake(bake, limit, rollout_gates.prometheus_query(prom_url))
-            judge_update(before["model"], release(replicas["image"]), replicas, gates)
-        wait_for_updates(before, changed)
+            new = release(replicas["image"])
+            judge_update(before["model"], new, replicas, gates, update_timeout)
+        wait_for_updates(before, changed, update_timeout)
         # Twice: a task that starts and then fails is running for a moment.
         for _ in range(2):
             wait_for("every service running", all_running)
@@ -303,6 +179,21 @@ def up(model: dict[str, Any], out: Path) -> None:
     except (SwarmError, DockerError) as e:
         raise SwarmError(f"{e}; failed tasks: {task_failures()}") from None
     say(f"stack {STACK!r} serves at {lb_url}: {', '.join(sorted(service_replicas()))}")
+
+
+def add_node(model: dict[str, Any]) -> None:
+    """Start the second node, join it to the swarm, and copy into it the images of the
+    services it may run (those not placed on the manager), with the host paths they mount."""
+    workers = [
+        svc for svc in swarm_config.stack_file(model)["services"].values()
+        if "node.role == manager" not in svc.get("deploy", {}).get("placement", {}).get(
+            "constraints", [])
+    ]  # fmt: skip
+    binds = [v["source"] for svc in workers for v in svc.get("volumes", []) if v["type"] == "bind"]
+    swarm_nodes.start(NODE_IMAGE, binds)
+    ensure_swarm(ADVERTISE_ADDR or swarm_nodes.host_address())
+    swarm_nodes.join()
+    swarm_nodes.load(svc["image"] for svc in workers)
 
 
 def scale(model: dict[str, Any], replicas: int) -> None:
@@ -343,8 +234,10 @@ def untag_unused() -> list[str]:
 
 
 def down() -> None:
-    """Remove the stack and its volumes; leave the swarm only when `up` created it."""
-    if service_replicas():
+    """Remove the second node if there is one, the stack and its volumes; leave the swarm only
+    when `up` created it."""
+    swarm_nodes.remove()
+    if node_state().get("ControlAvailable") and service_replicas():
         docker("stack", "rm", STACK)
 
     def removed() -> str | None:
@@ -396,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             down()
             return 0
         model = compose.config(("*",), project="modelfleet-swarm")
+        if NODES not in ("1", "2"):
+            parser.error(f"SWARM_NODES must be 1 or 2, not {NODES!r}")
         if args.action == "up":
             up(model, args.out)
         elif args.replicas < 0:

@@ -19,11 +19,22 @@ Swarm completes the update is checked again. A failure is answered with
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from scripts import rollout_gates
 from scripts.rollout_gates import GATES, GateFailed, Query
+from scripts.swarm_services import (
+    STACK,
+    UPDATE_DONE,
+    SwarmError,
+    docker,
+    say,
+    service_status,
+    wait_for,
+)
 
 #: Seconds the gates need beyond the bake before they can judge a new replica: their 30 s
 #: window (rules/rollout.yml) and a scrape and an evaluation after it.
@@ -43,12 +54,14 @@ class Update:
     release: str
     replicas: int
     state: Callable[[], str]
+    #: Seconds after which the judgement stops waiting for Swarm to complete the update.
+    timeout: float = 3600.0
 
 
-def update_delay(bake: float) -> str:
-    """``update_config.delay`` of the replicas: long enough for the gates to judge each new
-    replica before Swarm replaces the next old one; none without gates."""
-    return f"{bake + WINDOW:.0f}s" if bake > 0 else "0s"
+def update_delay(bake: float) -> float:
+    """``update_config.delay`` of the replicas, in seconds: long enough for the gates to judge
+    each new replica before Swarm replaces the next old one; none without gates."""
+    return bake + WINDOW if bake > 0 else 0.0
 
 
 def _serving(query: Query, release: str) -> bool:
@@ -96,7 +109,7 @@ def judge(
         sleep(rollout_gates.POLL_INTERVAL)
     passed, baked = rollout_gates.bake(reading, gates.seconds, gates.limit, clock, sleep)
     # Swarm goes on with the next replicas: each reading until it completes must pass too.
-    while update.state() == "updating":
+    while update.state() == "updating" and clock() - start < update.timeout:
         try:
             now = reading()
         except rollout_gates.GateError as exc:
@@ -107,3 +120,44 @@ def judge(
         sleep(rollout_gates.POLL_INTERVAL)
     figures = ", ".join(passed.describe(g) for g in GATES)
     return f"gates passed after {baked:.0f} s of bake on {update.release}: {figures}"
+
+
+class RolledBackByGates(SwarmError):
+    """The rollout gates failed a new image and Swarm rolled it back."""
+
+
+def release(image: str) -> str:
+    """What a replica of ``image`` reports as its release: the image's unique tag."""
+    return image.rsplit(":", 1)[-1]
+
+
+def judge_update(
+    before: dict[str, str],
+    new: str,
+    replicas: dict[str, Any],
+    gates: rollout_gates.Bake,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Judge Swarm's update of the replicas (``before``: their service's status before the
+    deploy) to release ``new`` for at most ``timeout`` seconds, and say the verdict; on a
+    failing gate roll the update back and raise RolledBackByGates with the verdict."""
+
+    def state() -> str:
+        now = service_status()["model"]
+        return "updating" if now["started"] == before["started"] else now["state"]
+
+    update = Update(new, int(replicas["deploy"]["replicas"]), state, timeout)
+    try:
+        say(f"model: {judge(update, gates, clock, sleep)}")
+    except SwarmFinished:
+        return  # Swarm rolled back by itself: wait_for_updates says why
+    except GateFailed as e:
+        say(f"model: {e}: rolling back")
+        docker("service", "rollback", "--detach", f"{STACK}_model")
+        wait_for("the gates' rollback", lambda: None if state() in UPDATE_DONE else state())
+        now = service_status()["model"]
+        raise RolledBackByGates(
+            f"model: rolled back by the gates ({now['state']}): {e}; it serves {now['image']}"
+        ) from None

@@ -119,5 +119,71 @@ def test_without_a_bake_or_an_old_replica_nothing_is_judged() -> None:
 
 
 def test_swarm_waits_between_replicas_for_the_bake_and_the_gates_window() -> None:
-    assert swarm_gates.update_delay(30) == "70s"
-    assert swarm_gates.update_delay(0) == "0s"
+    assert swarm_gates.update_delay(30) == 70
+    assert swarm_gates.update_delay(0) == 0
+
+
+class FakeService:
+    """The replicas' service as `docker service inspect` reports it, and the docker commands
+    run against it: a rollback puts the old image back."""
+
+    def __init__(self) -> None:
+        self.status = {"image": "m:swarm-new", "state": "updating", "started": "t1", "message": ""}
+        self.commands: list[tuple[str, ...]] = []
+
+    def docker(self, *args: str, timeout: float = 120) -> str:
+        self.commands.append(args)
+        if args[:2] == ("service", "rollback"):
+            self.status.update(image="m:swarm-old", state="rollback_completed", started="t2")
+        return ""
+
+
+@pytest.fixture
+def service(monkeypatch: pytest.MonkeyPatch) -> FakeService:
+    fake = FakeService()
+    monkeypatch.setattr(swarm_gates, "docker", fake.docker)
+    monkeypatch.setattr(swarm_gates, "service_status", lambda: {"model": dict(fake.status)})
+    return fake
+
+
+def judge_update(before: dict[str, str], prometheus: SwarmPrometheus) -> None:
+    clock = FakeClock()
+    gates = rollout_gates.Bake(10, 60, prometheus)
+    replicas = {"deploy": {"replicas": 2}}
+    swarm_gates.judge_update(before, NEW, replicas, gates, 600, clock, clock.sleep)
+
+
+def test_an_image_failing_a_gate_is_rolled_back_with_the_verdict(service: FakeService) -> None:
+    before = {"image": "m:swarm-old", "state": "completed", "started": "t0", "message": ""}
+    with pytest.raises(swarm_gates.RolledBackByGates) as failed:
+        judge_update(before, SwarmPrometheus({**GOOD, "errors": 0.5}))
+    assert service.commands == [("service", "rollback", "--detach", "modelfleet_model")]
+    assert str(failed.value).startswith(
+        "model: rolled back by the gates (rollback_completed): gate errors +0.500 > 0.02 "
+    )
+    assert str(failed.value).endswith("; it serves m:swarm-old")
+
+
+def test_the_state_of_the_previous_update_is_not_taken_for_this_ones_end(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Until Swarm starts this update, the status still shows the last one, rolled back.
+    before = {"image": "m:swarm-old", "state": "rollback_completed", "started": "t0"}
+    service.status.update(state="rollback_completed", started="t0")
+
+    class StartedLater(SwarmPrometheus):
+        def __call__(self, expr: str) -> list[dict[str, Any]]:
+            service.status.update(state="completed", started="t1")  # by the end of the bake
+            return super().__call__(expr)
+
+    judge_update(before, StartedLater(GOOD, scraped=2))
+    assert "model: gates passed after 10 s of bake on" in capsys.readouterr().out
+    assert service.commands == []
+
+
+def test_judging_stops_when_swarm_does_not_complete_the_update_in_time(
+    service: FakeService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {"image": "m:swarm-old", "state": "completed", "started": "t0"}
+    judge_update(before, SwarmPrometheus(GOOD))  # "updating" for ever
+    assert "model: gates passed after 10 s of bake on" in capsys.readouterr().out
