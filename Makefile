@@ -239,7 +239,7 @@ test-stack: build loadgen-image clients browser ## Stack tests: start a real com
 
 .PHONY: test-swarm-nodes
 test-swarm-nodes: build swarm-node-image ## The stack on a two-node swarm (a second engine in a container): spread, and a node lost
-	$(VENV)/bin/pytest -m swarm_nodes
+	$(VENV)/bin/pytest -m swarm_nodes -s
 
 .PHONY: test
 test: lint test-unit test-stack ## Every test: lint, unit, the Docker stack

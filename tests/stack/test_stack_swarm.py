@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,8 @@ import pytest
 import requests
 
 from bench import models
-from scripts.swarm import node_state
 from tests.monitoring import queries
-from tests.stack.stackctl import Load, require_docker
+from tests.stack.stackctl import Load, deployed_on_swarm, run_swarm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,37 +45,15 @@ PROM_URL = f"http://127.0.0.1:{SETTINGS['PROMETHEUS_PORT']}"
 
 def swarm(*args: str, timeout: float = 600, **settings: str) -> subprocess.CompletedProcess[str]:
     """`python -m scripts.swarm ARGS` as make runs it, with this module's settings."""
-    env = {**os.environ, **SETTINGS, **settings, "COMPOSE_PROJECT_NAME": "modelfleet-swarm"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "scripts.swarm", "--out", str(STACK_FILE), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    print(proc.stdout + proc.stderr)
-    return proc
+    return run_swarm({**SETTINGS, **settings}, STACK_FILE, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def swarm_stack() -> Iterator[subprocess.CompletedProcess[str]]:
     """The stack deployed on the swarm (the session's images, tagged for it); removed after,
     and the swarm left when this created it."""
-    require_docker()
-    before = node_state()["LocalNodeState"]
-    started = time.monotonic()
-    up = swarm("up")
-    print(f"swarm stack up in {time.monotonic() - started:.1f} s")
-    try:
+    with deployed_on_swarm(SETTINGS, STACK_FILE) as up:
         yield up
-    finally:
-        down = swarm("down")
-        assert down.returncode == 0, down.stderr
-        assert node_state()["LocalNodeState"] == before
-        if before == "inactive":
-            assert "left the one-node swarm make swarm-up created" in down.stdout
 
 
 def test_swarm_up_serves_the_seed_answer_through_the_load_balancer(
@@ -183,28 +159,37 @@ def test_a_new_image_rolls_one_replica_at_a_time_without_a_failed_request(
     assert load.result.ok > 0 and load.result.failed == 0, load.result.failures
 
 
+def refused_update(tag: str, lines: list[str], threads: int, rate: float) -> tuple[str, float]:
+    """Deploy a candidate image (``lines`` on the model server's) under load, which must be
+    refused: the deploy's stderr and seconds. The old image still serves, and no request
+    failed while it was tried and rolled back."""
+    before = model_image()
+    candidate(tag, *lines)
+    try:
+        with Load(LB_URL, threads=threads, rate=rate, max_requests=20_000, max_seconds=400) as load:
+            started = time.monotonic()
+            refused = swarm("up", MODELFLEET_TAG=tag, REPLICAS="2")
+            took = time.monotonic() - started
+    finally:
+        remove_candidate(tag)
+    result = load.result
+    print(f"{tag}: verdict in {took:.0f} s; {result.ok} ok, {result.failed} failed")
+    assert refused.returncode == 1
+    assert model_image() == before
+    r = requests.get(LB_URL + "/predict_data?pregnant=1&glucose=3&pressure=1", timeout=10)
+    assert r.status_code == 200 and r.json() == {"Answer": ["no"]}
+    assert result.ok > 0 and result.failed == 0, result.failures
+    return refused.stderr, took
+
+
 def test_an_image_that_never_becomes_healthy_is_rolled_back_by_swarm(
     swarm_stack: subprocess.CompletedProcess[str],
 ) -> None:
     assert swarm_stack.returncode == 0, swarm_stack.stderr
-    before = model_image()
     # Runs, never serves: its healthcheck fails once the start period (20 s here) is over.
-    candidate("swarmtest-unready", 'ENTRYPOINT ["sleep", "infinity"]', "CMD []")
-    try:
-        with Load(LB_URL, threads=2, rate=30, max_requests=20_000, max_seconds=400) as load:
-            started = time.monotonic()
-            refused = swarm("up", MODELFLEET_TAG="swarmtest-unready", REPLICAS="2")
-            took = time.monotonic() - started
-    finally:
-        remove_candidate("swarmtest-unready")
-    result = load.result
-    print(f"unready image: verdict in {took:.0f} s; {result.ok} ok, {result.failed} failed")
-    assert refused.returncode == 1
-    assert "model: Swarm did not complete the update (rollback_completed" in refused.stderr
-    assert model_image() == before
-    r = requests.get(LB_URL + "/predict_data?pregnant=1&glucose=3&pressure=1", timeout=10)
-    assert r.status_code == 200 and r.json() == {"Answer": ["no"]}
-    assert load.result.ok > 0 and load.result.failed == 0, load.result.failures
+    unready = ['ENTRYPOINT ["sleep", "infinity"]', "CMD []"]
+    stderr, _ = refused_update("swarmtest-unready", unready, threads=2, rate=30)
+    assert "model: Swarm did not complete the update (rollback_completed" in stderr
 
 
 #: Every prediction 0.2 s slower: healthy, every answer right, only the latency gate sees it.
@@ -220,22 +205,7 @@ def test_an_image_that_fails_a_gate_is_rolled_back_by_the_gates(
     swarm_stack: subprocess.CompletedProcess[str],
 ) -> None:
     assert swarm_stack.returncode == 0, swarm_stack.stderr
-    before = model_image()
-    candidate("swarmtest-slow", *SLOW)
-    try:
-        # Four clients: a slow replica holds each for 0.2 s, and each side needs 200 requests
-        # in the gates' 30 s window.
-        with Load(LB_URL, threads=4, rate=40, max_requests=20_000, max_seconds=400) as load:
-            started = time.monotonic()
-            refused = swarm("up", MODELFLEET_TAG="swarmtest-slow", REPLICAS="2")
-            took = time.monotonic() - started
-    finally:
-        remove_candidate("swarmtest-slow")
-    result = load.result
-    print(f"slow image: verdict in {took:.0f} s; {result.ok} ok, {result.failed} failed")
-    assert refused.returncode == 1
-    assert "model: rolled back by the gates (rollback_completed): gate latency" in refused.stderr
-    assert model_image() == before
-    r = requests.get(LB_URL + "/predict_data?pregnant=1&glucose=3&pressure=1", timeout=10)
-    assert r.status_code == 200 and r.json() == {"Answer": ["no"]}
-    assert result.ok > 0 and result.failed == 0, result.failures
+    # Four clients: a slow replica holds each for 0.2 s, and each side needs 200 requests in
+    # the gates' 30 s window.
+    stderr, _ = refused_update("swarmtest-slow", SLOW, threads=4, rate=40)
+    assert "model: rolled back by the gates (rollback_completed): gate latency" in stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import requests
 from bench.traffic import Load
 from scripts.swarm_nodes import NODE
 from scripts.swarm_services import node_state
-from tests.stack.stackctl import require_docker
+from tests.stack.stackctl import deployed_on_swarm, require_docker, run_swarm
 
 pytestmark = pytest.mark.swarm_nodes
 
@@ -42,15 +41,9 @@ LB_URL = f"http://127.0.0.1:{SETTINGS['LB_PORT']}"
 SEED = "/predict_data?pregnant=1&glucose=3&pressure=1"
 
 
-def swarm(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def swarm(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m scripts.swarm ARGS` as make runs it, with this module's settings."""
-    env = {**os.environ, **SETTINGS, "COMPOSE_PROJECT_NAME": "modelfleet-swarm"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "scripts.swarm", "--out", str(STACK_FILE), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    print(proc.stdout + proc.stderr)
-    return proc
+    return run_swarm(SETTINGS, STACK_FILE, *args)
 
 
 def docker(*args: str) -> str:
@@ -72,16 +65,9 @@ def two_nodes() -> Iterator[subprocess.CompletedProcess[str]]:
     state = node_state()["LocalNodeState"]
     if state != "inactive":
         pytest.fail(f"the host must be in no swarm for this test (it is {state}): swarm-down")
-    started = time.monotonic()
-    up = swarm("up")
-    print(f"two-node stack up in {time.monotonic() - started:.1f} s")
-    try:
+    with deployed_on_swarm(SETTINGS, STACK_FILE) as up:
         yield up
-    finally:
-        down = swarm("down")
-        assert down.returncode == 0, down.stderr
-        assert node_state()["LocalNodeState"] == "inactive"
-        assert not docker("ps", "-aq", "--filter", f"name=^{NODE}$")
+    assert not docker("ps", "-aq", "--filter", f"name=^{NODE}$")
 
 
 def test_replicas_on_both_nodes_serve_through_the_load_balancer(
