@@ -83,7 +83,8 @@ def prometheus_query(url: str) -> Query:
     return query
 
 
-def _selector(labels: Mapping[str, str]) -> str:
+def selector(labels: Mapping[str, str]) -> str:
+    """The PromQL label matchers ``{k="v", ...}`` of ``labels``."""
     # PromQL strings take JSON's escapes.
     return "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "}"
 
@@ -117,6 +118,10 @@ class Reading:
     def failed(self) -> list[str]:
         """The failing gates."""
         return [g for g in GATES if self.failing.get(g)]
+
+    def describe_failed(self) -> str:
+        """The failing gates' figures, ``; ``-separated."""
+        return "; ".join(self.describe(g) for g in self.failed)
 
     @property
     def judged(self) -> bool:
@@ -160,7 +165,7 @@ def read(query: Query, candidate: Mapping[str, str]) -> Reading:
     """The gates of the candidate now (``candidate``: the labels that select its series, e.g.
     ``{"model": "diabetes", "version": "2.0.0"}`` or ``{"release": "swarm-1a2b3c4d5e6f"}``);
     of several series (models) each gate reads the worst; the figures of the failing ones."""
-    sel = _selector(candidate)
+    sel = selector(candidate)
     gate_series = "model_version_release_gate:modelfleet_rollout_gate"
     failing_now = query(f"max by (gate) ({gate_series}:failing30s{sel})")
     judged = "model_version_release:modelfleet_rollout_judged_requests:increase30s"
@@ -180,13 +185,13 @@ def read(query: Query, candidate: Mapping[str, str]) -> Reading:
 def _failing_figures(query: Query, gate: str, candidate: Mapping[str, str]) -> str:
     """The figures of the series (one model's) that fails ``gate``, named by the labels the
     candidate's selector left open (the model, for a release)."""
-    sel = _selector({**candidate, "gate": gate})
+    sel = selector({**candidate, "gate": gate})
     failing = query(f"model_version_release_gate:modelfleet_rollout_gate:failing30s{sel} == 1")
     if not failing:  # passed again between the two queries
         return "no longer failing"
     labels = {k: failing[0]["metric"][k] for k in ("model", "version", "release")
               if k in failing[0]["metric"]}  # fmt: skip
-    figures = _figures(query, gate, _selector(labels))
+    figures = _figures(query, gate, selector(labels))
     opened = [labels[k] for k in ("model", "version") if k in labels and k not in candidate]
     return f"{' '.join(opened)}: {figures}" if opened else figures
 
@@ -244,8 +249,7 @@ def bake(
             raise GateFailed(f"gates unreadable: {exc}") from None
         elapsed = clock() - start
         if reading.failed:
-            gates = "; ".join(reading.describe(g) for g in reading.failed)
-            verdict = f"gate {gates} after {elapsed:.1f} s of bake"
+            verdict = f"gate {reading.describe_failed()} after {elapsed:.1f} s of bake"
             raise GateFailed(verdict, reading.to_record(elapsed))
         if reading.judged and elapsed >= seconds:
             return reading, elapsed

@@ -18,7 +18,6 @@ Swarm completes the update is checked again. A failure is answered with
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,9 +66,9 @@ def update_delay(bake: float) -> float:
 def _serving(query: Query, release: str) -> bool:
     """Whether Prometheus scrapes a replica of ``release`` yet (GateFailed when it cannot
     be read: fail closed)."""
-    selector = "{" + f'job="model", release={json.dumps(release)}' + "}"
+    matchers = rollout_gates.selector({"job": "model", "release": release})
     try:
-        return bool(query(f"modelfleet_replica_info{selector}"))
+        return bool(query(f"modelfleet_replica_info{matchers}"))
     except rollout_gates.GateError as exc:
         raise GateFailed(f"gates unreadable: {exc}") from None
 
@@ -102,8 +101,8 @@ def judge(
 
     start = clock()
     while not _serving(gates.query, update.release):
-        if _ended(update.state()):
-            raise SwarmFinished(update.state())
+        if _ended(state := update.state()):
+            raise SwarmFinished(state)
         if clock() - start >= gates.limit:
             raise GateFailed(f"no replica of {update.release} was scraped in {gates.limit:.0f} s")
         sleep(rollout_gates.POLL_INTERVAL)
@@ -111,12 +110,12 @@ def judge(
     # Swarm goes on with the next replicas: each reading until it completes must pass too.
     while update.state() == "updating" and clock() - start < update.timeout:
         try:
-            now = reading()
+            now = rollout_gates.read(gates.query, candidate)
         except rollout_gates.GateError as exc:
             raise GateFailed(f"gates unreadable: {exc}") from None
         if now.failed:
-            failed = "; ".join(now.describe(g) for g in now.failed)
-            raise GateFailed(f"gate {failed} after the bake", now.to_record(clock() - start))
+            verdict = f"gate {now.describe_failed()} after the bake"
+            raise GateFailed(verdict, now.to_record(clock() - start))
         sleep(rollout_gates.POLL_INTERVAL)
     figures = ", ".join(passed.describe(g) for g in GATES)
     return f"gates passed after {baked:.0f} s of bake on {update.release}: {figures}"

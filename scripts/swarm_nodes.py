@@ -36,13 +36,18 @@ START_TIMEOUT = 60.0
 LOAD_TIMEOUT = 600.0
 
 
+def _network(field: str) -> str:
+    """A field of the node's container network settings (``Gateway``, ``IPAddress``)."""
+    template = "{{range .NetworkSettings.Networks}}{{.FIELD}} {{end}}".replace("FIELD", field)
+    out = docker("inspect", NODE, "--format", template)
+    if not out:
+        raise SwarmError(f"{NODE} has no network {field}")
+    return out.split()[0]
+
+
 def host_address() -> str:
     """The host as the node's container reaches it: its network's gateway."""
-    out = docker("inspect", NODE, "--format",
-                 "{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}")  # fmt: skip
-    if not out.split():
-        raise SwarmError(f"{NODE} has no network gateway to reach this host by")
-    return out.split()[0]
+    return _network("Gateway")
 
 
 def in_node(*args: str, timeout: float = 120) -> str:
@@ -80,9 +85,8 @@ def start(image: str, binds: Iterable[str]) -> None:
         return None
 
     wait_for(f"the Docker Engine of {NODE}", engine, START_TIMEOUT)
-    driver = in_node("info", "--format", "{{.Driver}}")
-    say(f"node {NODE}: Docker Engine {in_node('version', '--format', '{{.Server.Version}}')} "
-        f"({driver}) started")  # fmt: skip
+    engine_info = in_node("info", "--format", "{{.ServerVersion}} ({{.Driver}})")
+    say(f"node {NODE}: Docker Engine {engine_info} started")
 
 
 def join() -> None:
@@ -97,8 +101,7 @@ def join() -> None:
     if in_node("info", "--format", "{{.Swarm.LocalNodeState}}") == "active":
         return
     token = docker("swarm", "join-token", "-q", "worker")
-    node_ip = docker("inspect", NODE, "--format",
-                     "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")  # fmt: skip
+    node_ip = _network("IPAddress")
     in_node("swarm", "join", "--token", token, "--advertise-addr", node_ip, f"{address}:2377")
     say(f"node {NODE} ({node_ip}) joined the swarm as a worker of {address}")
 
@@ -125,9 +128,8 @@ def load(images: Iterable[str]) -> None:
     say(f"node {NODE}: loaded {', '.join(missing)}")
 
 
-def remove() -> bool:
-    """Take the node out of the swarm and remove its container and volume; whether there
-    was one."""
+def remove() -> None:
+    """Take the node out of the swarm and remove its container and volume, if there is one."""
     exists = bool(docker("ps", "-aq", "--filter", f"name=^{NODE}$"))
     state = node_state()
     if state.get("ControlAvailable"):
@@ -140,4 +142,3 @@ def remove() -> bool:
         docker("volume", "rm", VOLUME)
     if exists:
         say(f"node {NODE}: left the swarm and removed, with its engine's volume")
-    return exists
