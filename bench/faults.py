@@ -32,6 +32,7 @@ from bench.fleet import (
     Prober,
     Stack,
     containers,
+    lb_exec,
     upstream_state,
     worker_pids,
 )
@@ -120,17 +121,23 @@ def replica_env(stack: Stack, name: str) -> str:
 
 
 def admission(stack: Stack, large: bool = False) -> int:
-    """Requests the fleet admits at once: replicas x the load balancer's max_conns per replica
-    (UPSTREAM_MAX_CONNS; when empty or 0, the replicas' workers x threads), or for ``large``
-    bodies (100,000 bytes and more) UPSTREAM_MAX_CONNS_LARGE (empty or 0: their workers)."""
-    workers = int(replica_env(stack, "MODELFLEET_WORKERS"))
-    if large:
-        per_replica = int(service_env(stack, "UPSTREAM_MAX_CONNS_LARGE", "lb") or 0) or workers
-    else:
-        per_replica = int(service_env(stack, "UPSTREAM_MAX_CONNS", "lb") or 0) or workers * int(
-            replica_env(stack, "MODELFLEET_THREADS")
-        )
-    return len(stack.container_ids()) * per_replica
+    """Requests the fleet admits at once: the sum of the ``max_conns`` upstream-sync rendered
+    for the replicas in the balancer's upstream (the ``model_large`` group's for ``large``
+    bodies of 100,000 bytes and more), so its rules stay the one place for the defaults. A
+    replica without ``max_conns`` (admission off) counts what it runs at once, workers x
+    threads."""
+    name = "upstream-large.conf" if large else "upstream.conf"
+    unlimited = int(replica_env(stack, "MODELFLEET_WORKERS")) * int(
+        replica_env(stack, "MODELFLEET_THREADS")
+    )
+    total = 0
+    for line in lb_exec(stack, f"cat /run/nginx/{name}").splitlines():
+        words = line.rstrip(";").split()
+        if words[:1] != ["server"] or "down" in words:
+            continue
+        caps = [int(w.split("=", 1)[1]) for w in words if w.startswith("max_conns=")]
+        total += caps[0] if caps else unlimited
+    return total
 
 
 def signal_replica(stack: Stack, sig: signal.Signals, threads: int = 4) -> FaultResult:

@@ -40,10 +40,14 @@ SERVER_OPTS="${UPSTREAM_SERVER_OPTS:-max_fails=1 fail_timeout=5s}"
 # same variables the model service gets, default 2 x 4); 0: no limit (everything queues).
 MAX_CONNS="${UPSTREAM_MAX_CONNS:-}"
 # Admission of large bodies (100,000 bytes and more), in a group of their own (model_large in
-# balancer.conf): empty, one per worker (MODELFLEET_WORKERS); 0: no limit.
+# balancer.conf): empty, one per core the replica may use (its CPU limit MODEL_CPUS, rounded up)
+# and at most one per worker; 0: no limit. A batch is CPU work: a second one on the same core
+# only takes turns with the first, so both wait longer (measured with make chaos, README
+# "Overload").
 MAX_CONNS_LARGE="${UPSTREAM_MAX_CONNS_LARGE:-}"
 WORKERS="${MODELFLEET_WORKERS:-2}"
 THREADS="${MODELFLEET_THREADS:-4}"
+MODEL_CPUS="${MODEL_CPUS:-1.0}"
 # Per-client caps at the front tier, keyed on the client address (429 with Retry-After): at
 # most CLIENT_MAX_CONNS requests in flight and CLIENT_RATE requests a second (with a burst of
 # one second's worth) per address; 0 or empty switches a cap off. Behind Docker's published
@@ -207,15 +211,35 @@ count_setting() {
   fi
 }
 
+# Sets CORES to the replica's CPU limit (MODEL_CPUS, Compose's `cpus`: 1.0, 0.25, 2) rounded up
+# to whole cores; refuses a value that is not a number of cores above 0, naming the variable.
+whole_cores() {
+  local whole fraction
+  if [[ "$MODEL_CPUS" =~ ^([0-9]{1,3})(\.([0-9]{1,3}))?$ ]]; then
+    whole=$((10#${BASH_REMATCH[1]}))
+    fraction="${BASH_REMATCH[3]}"
+    [[ "$fraction" =~ [1-9] ]] && whole=$((whole + 1))
+    if [ "$whole" -gt 0 ]; then
+      CORES="$whole"
+      return 0
+    fi
+  fi
+  log "MODEL_CPUS=$MODEL_CPUS must be a number of cores above 0, such as 1.0 or 0.5"
+  return 1
+}
+
 # Sets MAX_CONNS_OPT and MAX_CONNS_LARGE_OPT, the max_conns option of every rendered server
 # line of each group, from UPSTREAM_MAX_CONNS and UPSTREAM_MAX_CONNS_LARGE, or when they are
-# empty from the replicas' workers x threads and workers.
+# empty from the replicas' workers x threads, and their cores (at most their workers).
 render_max_conns() {
   local n="$MAX_CONNS" large="$MAX_CONNS_LARGE"
   count_setting MODELFLEET_WORKERS "$WORKERS" && count_setting MODELFLEET_THREADS "$THREADS" \
     || return 1
   [ -z "$n" ] && n=$((WORKERS * THREADS))
-  [ -z "$large" ] && large="$WORKERS"
+  if [ -z "$large" ]; then
+    whole_cores || return 1
+    large=$((CORES < WORKERS ? CORES : WORKERS))
+  fi
   count_setting UPSTREAM_MAX_CONNS "$n" && count_setting UPSTREAM_MAX_CONNS_LARGE "$large" \
     || return 1
   MAX_CONNS_OPT=""

@@ -1,10 +1,10 @@
 """Overload is shed, not queued: beyond the fleet's admission (max_conns per replica: its
-workers x threads, and for bodies of 100,000 bytes and more its workers), the load balancer
-answers 503 JSON with Retry-After at once, readiness probes keep answering, the upstream never
-changes and nothing restarts.
+workers x threads, and for bodies of 100,000 bytes and more one per core of its CPU limit), the
+load balancer answers 503 JSON with Retry-After at once, readiness probes keep answering, the
+upstream never changes and nothing restarts.
 
-CI-sized and bounded: 24 clients for 10 s sending 1,000-row batches (large bodies) to
-diabetes-gbt, four times the fleet's 6 admitted large requests (3 replicas x 2 workers). Counts
+CI-sized and bounded: 12 clients for 10 s sending 1,000-row batches (large bodies) to
+diabetes-gbt, four times the fleet's 3 admitted large requests (3 replicas x 1.0 CPU). Counts
 are asserted, never latencies (bench/traffic.py's ``overload`` measures those; make chaos
 prints them).
 """
@@ -22,7 +22,7 @@ from bench.compose import Project
 from bench.traffic import Load, batch_body
 from tests.stack.stackctl import Prober, Stack, containers, overload, upstream_state
 
-CLIENTS = 24
+CLIENTS = 12
 SECONDS = 10
 ROWS = 1000
 MODEL = "diabetes-gbt"

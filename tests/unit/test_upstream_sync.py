@@ -251,16 +251,29 @@ def test_each_replica_admits_workers_times_threads_by_default(sync: Sync) -> Non
     ]
 
 
-def test_each_replica_admits_one_large_body_per_worker_by_default(sync: Sync) -> None:
+def test_each_replica_admits_one_large_body_per_core_of_its_cpu_limit_by_default(
+    sync: Sync,
+) -> None:
     sync.run(first=RENDER_ADMITTED)
     assert sync.large_lines() == [
-        "server 10.0.0.2:8080 max_conns=2 max_fails=1 fail_timeout=5s;",
-        "server 10.0.0.3:8080 max_conns=2 max_fails=1 fail_timeout=5s;",
+        "server 10.0.0.2:8080 max_conns=1 max_fails=1 fail_timeout=5s;",
+        "server 10.0.0.3:8080 max_conns=1 max_fails=1 fail_timeout=5s;",
     ]
 
 
+@pytest.mark.parametrize(
+    ("cpus", "workers", "admitted"),
+    [("0.25", "2", 1), ("1.0", "2", 1), ("1.5", "4", 2), ("2", "4", 2), ("3", "2", 2)],
+)
+def test_large_admission_is_the_cpu_limit_rounded_up_and_at_most_the_workers(
+    sync: Sync, cpus: str, workers: str, admitted: int
+) -> None:
+    sync.run(first=RENDER_ADMITTED, MODEL_CPUS=cpus, MODELFLEET_WORKERS=workers)
+    assert all(f" max_conns={admitted} " in line for line in sync.large_lines())
+
+
 def test_max_conns_follows_the_replicas_workers_and_threads(sync: Sync) -> None:
-    sync.run(first=RENDER_ADMITTED, MODELFLEET_WORKERS="3", MODELFLEET_THREADS="5")
+    sync.run(first=RENDER_ADMITTED, MODELFLEET_WORKERS="3", MODELFLEET_THREADS="5", MODEL_CPUS="4")
     assert all(" max_conns=15 " in line for line in sync.lines())
     assert all(" max_conns=3 " in line for line in sync.large_lines())
 
@@ -290,7 +303,7 @@ def test_max_conns_survives_a_change_of_the_replica_set(sync: Sync) -> None:
     sync.run(first=RENDER_ADMITTED)
     assert sync.servers() == ["10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080"]
     assert all(" max_conns=8 " in line for line in sync.lines())
-    assert all(" max_conns=2 " in line for line in sync.large_lines())
+    assert all(" max_conns=1 " in line for line in sync.large_lines())
 
 
 def _render(tmp_path: Path, function: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -314,6 +327,10 @@ def _render(tmp_path: Path, function: str, **env: str) -> subprocess.CompletedPr
         ("UPSTREAM_MAX_CONNS_LARGE", "two"),
         ("MODELFLEET_WORKERS", "two"),
         ("MODELFLEET_THREADS", "1.5"),
+        ("MODEL_CPUS", "0"),
+        ("MODEL_CPUS", "0.000"),
+        ("MODEL_CPUS", "one"),
+        ("MODEL_CPUS", "1,5"),
     ],
 )
 def test_an_invalid_max_conns_is_refused_naming_the_variable(
@@ -373,8 +390,10 @@ def test_compose_sizes_admission_from_the_replicas_own_workers_and_threads() -> 
     compose = yaml.safe_load((SCRIPT.parents[1] / "compose.yaml").read_text())
     model = compose["services"]["model"]["environment"]
     lb = compose["services"]["lb"]["environment"]
-    for name in ("MODELFLEET_WORKERS", "MODELFLEET_THREADS"):
+    for name in ("MODELFLEET_WORKERS", "MODELFLEET_THREADS", "MODEL_CPUS"):
         assert lb[name] == model[name] == compose["x-replica-shape"][name]
+    limits = compose["services"]["model"]["deploy"]["resources"]["limits"]
+    assert limits["cpus"] == compose["x-replica-shape"]["MODEL_CPUS"]
     assert lb["UPSTREAM_MAX_CONNS"] == "${UPSTREAM_MAX_CONNS:-}"
     assert lb["CLIENT_MAX_CONNS"] == "${CLIENT_MAX_CONNS:-1000}"
     assert lb["CLIENT_RATE"] == "${CLIENT_RATE:-20000}"
