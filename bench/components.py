@@ -6,7 +6,9 @@ dockerd with its direct children (containerd, and docker-proxy behind each publi
 relays every request), plus the containerd shims. The load generator (wrk, a child of the bench)
 is measured apart from the stack through the bench's reaped-children rusage. What the stack
 costs is compared with one replica pinned to one core, measured by the same run on the host
-(issue #13: the stack's total at most 1.3x that, the load balancer's at most 15%).
+(issue #13: the stack's total at most 1.3x that, the load balancer's at most 15%). Each run also
+reads the replicas' memory: the largest working set (what `docker stats` shows) of any replica,
+against issue #13's 200 MiB with the default workers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ OUTSIDE = (DAEMON, SHIMS)
 #: Targets of issue #13, as ratios to one pinned replica's CPU per request.
 TARGET_STACK_RATIO = 1.3
 TARGET_LB_SHARE = 0.15
+#: Target of issue #13 for one replica's memory (working set, MiB).
+TARGET_REPLICA_MIB = 200
+#: The service whose containers are the replicas.
+REPLICA_SERVICE = "model"
 
 Snapshot = dict[str, float]
 
@@ -76,6 +82,16 @@ class StackCpu:
         out[LOADGEN] = loadgen_seconds()
         return dict(out)
 
+    def replica_mib(self) -> float | None:
+        """The largest working set of any replica now, in MiB (None: none could be read)."""
+        sizes = [
+            self.engine.memory_bytes(cid)
+            for cid, service in self.engine.containers(self.project).items()
+            if service == REPLICA_SERVICE
+        ]
+        known = [size for size in sizes if size is not None]
+        return round(max(known) / 2**20, 1) if known else None
+
 
 def us_per_request(before: Snapshot, after: Snapshot, requests: int) -> dict[str, float]:
     """Each component's CPU per request (µs) between two snapshots; components seen in only
@@ -103,10 +119,18 @@ def stack_total(by_component: dict[str, float]) -> float:
     return round(sum(v for k, v in by_component.items() if k != LOADGEN), 1)
 
 
-def summary(by_component: dict[str, float], pinned_us: float | None) -> dict[str, Any]:
-    """The report's figures for one scenario: components, total, ratios and targets."""
+def summary(
+    by_component: dict[str, float], pinned_us: float | None, replica_mib: float | None = None
+) -> dict[str, Any]:
+    """The report's figures for one scenario: components, total, ratios, the replicas'
+    largest working set, and the targets."""
     total = stack_total(by_component)
     out: dict[str, Any] = {"us_per_request": by_component, "stack_us_per_request": total}
+    if replica_mib is not None:
+        out |= {
+            "replica_mib": replica_mib,
+            "replica_mib_met": replica_mib <= TARGET_REPLICA_MIB,
+        }
     if pinned_us:
         ratio = total / pinned_us
         lb_share = by_component.get("lb", 0.0) / pinned_us
@@ -154,6 +178,10 @@ def table(summaries: dict[str, dict[str, Any]]) -> list[str]:
         lambda s: _verdict(s.get("lb_share"), s.get("lb_share_met"), "%"),
     )
     row(f"{LOADGEN}, apart", us(LOADGEN))
+    row(
+        f"replica memory, MiB (target <= {TARGET_REPLICA_MIB})",
+        lambda s: _verdict(s.get("replica_mib"), s.get("replica_mib_met"), "MiB"),
+    )
     return lines
 
 
@@ -164,5 +192,5 @@ def _num(value: float | None) -> str:
 def _verdict(value: float | None, met: bool | None, unit: str) -> str:
     if value is None:
         return "-"
-    shown = f"{value:.0%}" if unit == "%" else f"{value:.2f}x"
+    shown = {"%": f"{value:.0%}", "x": f"{value:.2f}x"}.get(unit, f"{value:.0f}")
     return f"{shown} {'PASS' if met else 'MISS'}"

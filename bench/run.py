@@ -181,9 +181,10 @@ def run_wrk(
         wrk=args.wrk,
     )
     cpu_after = cpu.process_seconds(pid)
-    by_component = None
+    by_component = replica_mib = None
     if stack_cpu and stack_before is not None:
         by_component = components.us_per_request(stack_before, stack_cpu.snapshot(), r.requests)
+        replica_mib = stack_cpu.replica_mib()
     cpu_us = None
     if cpu_before is not None and cpu_after is not None and r.requests:
         cpu_us = (cpu_after - cpu_before) / r.requests * 1e6
@@ -193,6 +194,7 @@ def run_wrk(
         "p99_ms": r.p99_ms,
         "cpu_us_per_request": cpu_us,
         "cpu_us_by_component": by_component,
+        "replica_mib": replica_mib,
         "errors": r.errors,
         "raw": r.raw,
     }
@@ -203,6 +205,7 @@ def summarize(where: str, sc: Scenario, app: str, rs: list[dict[str, Any]]) -> d
     rps = statistics.median(r["rps"] for r in rs)
     cpus = [r["cpu_us_per_request"] for r in rs if r["cpu_us_per_request"] is not None]
     by_component = [r["cpu_us_by_component"] for r in rs if r.get("cpu_us_by_component")]
+    replica_mib = [r["replica_mib"] for r in rs if r.get("replica_mib") is not None]
     return {
         "where": where,
         "scenario": sc.name,
@@ -219,6 +222,7 @@ def summarize(where: str, sc: Scenario, app: str, rs: list[dict[str, Any]]) -> d
         "cpu_us_by_component": (
             components.median_by_component(by_component) if by_component else None
         ),
+        "replica_mib": max(replica_mib) if replica_mib else None,
         "errors": sum(r["errors"] for r in rs),
         "valid": all(r["errors"] == 0 for r in rs),
         "runs": rs,
@@ -480,7 +484,9 @@ def stack_cpu_report(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
         if r["where"] == "host" and r["app"] == "server"
     }
     return {
-        r["scenario"]: components.summary(r["cpu_us_by_component"], pinned.get(r["scenario"]))
+        r["scenario"]: components.summary(
+            r["cpu_us_by_component"], pinned.get(r["scenario"]), r.get("replica_mib")
+        )
         for r in results
         if r["where"] == "lb" and r.get("cpu_us_by_component")
     }

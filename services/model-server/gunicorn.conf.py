@@ -94,6 +94,15 @@ preload_app = False
 import model_server.app  # noqa: E402, F401
 import skops.io  # noqa: E402, F401
 
+# Keep those shared pages shared: a collection in a worker writes to the header of every object
+# it walks, which copies the page holding it into that worker. Frozen here, before the fork, the
+# imports' objects sit in the permanent generation no collection walks (the worker's own
+# gc.freeze in post_worker_init then covers its models). Measured on `make up`'s replicas
+# after the same traffic: 268-271 MiB working set each without this, 192-198 MiB with it; a
+# worker's private memory went from 84 to about 30 MiB.
+gc.collect()
+gc.freeze()
+
 # gunicorn >= 25 opens a control socket under $XDG_RUNTIME_DIR or $HOME/.gunicorn by
 # default; the container user has no home directory and nothing uses gunicornc.
 control_socket_disable = True

@@ -1,5 +1,5 @@
 """bench.components: the stack's CPU per request by component, and its ratio to one pinned
-replica's (issue #13), from snapshots and fixture /proc trees."""
+replica's (issue #13), from snapshots and fixture /proc trees; the replicas' memory."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ def test_the_bench_compares_each_load_balancer_scenario_with_the_pinned_replica(
             "app": "server",
             "scenario": "single",
             "cpu_us_by_component": {"lb": 60.0, "model": 330.0},
+            "replica_mib": 190.0,
         },
         {"where": "lb", "app": "server", "scenario": "batch", "cpu_us_by_component": None},
     ]
@@ -90,9 +91,36 @@ def test_the_bench_compares_each_load_balancer_scenario_with_the_pinned_replica(
     assert list(report) == ["single"]
     assert report["single"]["pinned_replica_us_per_request"] == 300.0
     assert report["single"]["stack_ratio"] == pytest.approx(1.3)
+    assert report["single"]["replica_mib_met"] is True
 
 
 def test_the_load_generator_is_read_from_the_reaped_children() -> None:
     before = components.loadgen_seconds()
     subprocess.run(["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"], check=True)
     assert components.loadgen_seconds() > before
+
+
+class _Engine:
+    """Stands in for the Docker engine: two replicas, the load balancer, one unreadable."""
+
+    def containers(self, project: str) -> dict[str, str]:
+        return {"r1": "model", "r2": "model", "r3": "model", "lb1": "lb"}
+
+    def memory_bytes(self, container: str) -> float | None:
+        mib = {"r1": 180.0, "r2": 195.5, "r3": None, "lb1": 900.0}[container]
+        return None if mib is None else mib * 2**20
+
+
+def test_replica_memory_is_the_largest_working_set_of_any_replica() -> None:
+    stack = components.StackCpu("p", engine=_Engine())  # type: ignore[arg-type]
+    assert stack.replica_mib() == 195.5
+
+
+def test_replica_memory_is_judged_against_200_mib_and_shown_in_the_table() -> None:
+    s = components.summary({"lb": 60.0}, pinned_us=300.0, replica_mib=212.4)
+    assert (s["replica_mib"], s["replica_mib_met"]) == (212.4, False)
+    assert components.summary({"lb": 60.0}, 300.0, replica_mib=200.0)["replica_mib_met"]
+    assert "replica_mib" not in components.summary({"lb": 60.0}, 300.0)
+    lines = components.table({"single row": s})
+    row = next(line for line in lines if "replica memory" in line)
+    assert "(target <= 200)" in row and row.split()[-2:] == ["212", "MISS"]
