@@ -317,7 +317,7 @@ soak: venv ## Half the measured capacity on the running stack for 10 min: 0 fail
 switches: venv ## One replica switched between two model versions 100 times on the running stack: memory within 10%
 	@# SWITCH_VERSIONS=<a>,<b> (two versions of SWITCH_MODEL, default diabetes; required),
 	@# SWITCHES (100): bench/switches.py. The model's current version is restored after.
-	MODELFLEET_MODEL_REPOSITORY="$(MODELFLEET_MODEL_REPOSITORY)" $(MODEL_CLI) bench.switches
+	MODELFLEET_MODEL_REPOSITORY="$(abspath $(MODELFLEET_MODEL_REPOSITORY))" $(MODEL_CLI) bench.switches
 
 .PHONY: bench-peers
 bench-peers: venv ## Same diabetes model in ModelFleet, BentoML, MLflow (throwaway venvs), measured with wrk; reports/peers/

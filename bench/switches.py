@@ -20,11 +20,13 @@ from pathlib import Path
 from model_server.repository import RepositoryError, load_index, set_current
 
 from bench.docker import DockerEngine
-from bench.fleet import Stack, running_stack
+from bench.fleet import Stack, running_stack, worker_pids
 from scripts.rollout_fleet import Fleet, run_docker
 
 #: Growth of a replica's memory the switches may cause (issue #12).
 MAX_GROWTH = 0.10
+#: How long the previous workers may take to exit after a switch before memory is read anyway.
+SETTLE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,16 @@ def switch_memory(
     engine = DockerEngine()
     repo = Path(stack.repository)
     current = load_index(repo).models[name].current
+    workers = len(worker_pids(stack, replica))
 
     def switch(version: str) -> float:
         set_current(repo, name, version)
         fleet.switch(replica, name, version)
-        time.sleep(1)  # the old workers' exit
+        # The new workers serve; the previous ones may still be exiting, and a reading then
+        # counts one of them too (about 30 MiB more): wait until only the new ones are left.
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while len(worker_pids(stack, replica)) > workers and time.monotonic() < deadline:
+            time.sleep(0.2)
         memory = engine.anonymous_bytes(replica)
         if memory is None:
             raise RuntimeError(f"no memory reading for replica {replica}")
