@@ -98,8 +98,8 @@ import skops.io  # noqa: E402, F401
 # it walks, which copies the page holding it into that worker. Frozen here, before the fork, the
 # imports' objects sit in the permanent generation no collection walks (the worker's own
 # gc.freeze in post_worker_init then covers its models). Measured on `make up`'s replicas
-# after the same traffic: 268-271 MiB working set each without this, 192-198 MiB with it; a
-# worker's private memory went from 84 to about 30 MiB.
+# after the same traffic: 254-256 MiB RSS (anonymous) each without this, 178-183 MiB with it;
+# a worker's private memory went from 84 to about 30 MiB.
 gc.collect()
 gc.freeze()
 

@@ -106,12 +106,12 @@ class _Engine:
     def containers(self, project: str) -> dict[str, str]:
         return {"r1": "model", "r2": "model", "r3": "model", "lb1": "lb"}
 
-    def memory_bytes(self, container: str) -> float | None:
+    def anonymous_bytes(self, container: str) -> float | None:
         mib = {"r1": 180.0, "r2": 195.5, "r3": None, "lb1": 900.0}[container]
         return None if mib is None else mib * 2**20
 
 
-def test_replica_memory_is_the_largest_working_set_of_any_replica() -> None:
+def test_replica_memory_is_the_largest_rss_of_any_replica() -> None:
     stack = components.StackCpu("p", engine=_Engine())  # type: ignore[arg-type]
     assert stack.replica_mib() == 195.5
 
@@ -122,5 +122,5 @@ def test_replica_memory_is_judged_against_200_mib_and_shown_in_the_table() -> No
     assert components.summary({"lb": 60.0}, 300.0, replica_mib=200.0)["replica_mib_met"]
     assert "replica_mib" not in components.summary({"lb": 60.0}, 300.0)
     lines = components.table({"single row": s})
-    row = next(line for line in lines if "replica memory" in line)
+    row = next(line for line in lines if "replica RSS" in line)
     assert "(target <= 200)" in row and row.split()[-2:] == ["212", "MISS"]
