@@ -127,16 +127,17 @@ def admission(stack: Stack, large: bool = False) -> int:
     replica without ``max_conns`` (admission off) counts what it runs at once, workers x
     threads."""
     name = "upstream-large.conf" if large else "upstream.conf"
-    unlimited = int(replica_env(stack, "MODELFLEET_WORKERS")) * int(
-        replica_env(stack, "MODELFLEET_THREADS")
-    )
-    total = 0
+    total = uncapped = 0
     for line in lb_exec(stack, f"cat /run/nginx/{name}").splitlines():
         words = line.rstrip(";").split()
         if words[:1] != ["server"] or "down" in words:
             continue
         caps = [int(w.split("=", 1)[1]) for w in words if w.startswith("max_conns=")]
-        total += caps[0] if caps else unlimited
+        total += caps[0] if caps else 0
+        uncapped += not caps
+    if uncapped:  # only then are the replicas' settings worth two `docker inspect`s
+        workers = int(replica_env(stack, "MODELFLEET_WORKERS"))
+        total += uncapped * workers * int(replica_env(stack, "MODELFLEET_THREADS"))
     return total
 
 
