@@ -113,6 +113,11 @@ class Fleet:
         """The ids of the project's running model containers (compose labels them)."""
         return self.docker(["ps", "-q", *self._filters(SERVICE)], DOCKER_TIMEOUT).split()
 
+    def every_replica(self) -> list[str]:
+        """The ids of all the project's model containers, stopped ones too (Compose counts
+        them when it scales)."""
+        return self.docker(["ps", "-aq", *self._filters(SERVICE)], DOCKER_TIMEOUT).split()
+
     def balancer(self) -> str | None:
         """The id of the project's running load balancer, or None."""
         ids = self.docker(["ps", "-q", *self._filters(BALANCER)], DOCKER_TIMEOUT).split()

@@ -231,6 +231,16 @@ def _figures(query: Query, gate: str, sel: str) -> str:
     return f"candidate {figure(candidate)}, stable {figure(stable)}"
 
 
+def scraped(query: Query, release: str) -> bool:
+    """Whether Prometheus scrapes a replica of ``release`` yet (GateFailed when it cannot
+    be read: fail closed)."""
+    matchers = selector({"job": "model", "release": release})
+    try:
+        return bool(query(f"modelfleet_replica_info{matchers}"))
+    except GateError as exc:
+        raise GateFailed(f"gates unreadable: {exc}") from None
+
+
 def bake(
     read_now: Callable[[], Reading],
     seconds: float,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scripts import rollout_gates
-from scripts.rollout_gates import GATES, GateFailed, Query
+from scripts.rollout_gates import GATES, GateFailed
 from scripts.swarm_services import (
     STACK,
     UPDATE_DONE,
@@ -63,16 +63,6 @@ def update_delay(bake: float) -> float:
     return bake + WINDOW if bake > 0 else 0.0
 
 
-def _serving(query: Query, release: str) -> bool:
-    """Whether Prometheus scrapes a replica of ``release`` yet (GateFailed when it cannot
-    be read: fail closed)."""
-    matchers = rollout_gates.selector({"job": "model", "release": release})
-    try:
-        return bool(query(f"modelfleet_replica_info{matchers}"))
-    except rollout_gates.GateError as exc:
-        raise GateFailed(f"gates unreadable: {exc}") from None
-
-
 def _ended(state: str) -> bool:
     """Whether Swarm ended the update itself: rolling or rolled back, or paused."""
     return state.startswith("rollback") or state == "paused"
@@ -100,7 +90,7 @@ def judge(
         return rollout_gates.read(gates.query, candidate)
 
     start = clock()
-    while not _serving(gates.query, update.release):
+    while not rollout_gates.scraped(gates.query, update.release):
         if _ended(state := update.state()):
             raise SwarmFinished(state)
         if clock() - start >= gates.limit:

@@ -59,6 +59,10 @@ def stack() -> Iterator[Stack]:
     env["MODELFLEET_MODEL_REPOSITORY"] = str(repository)
     st = Stack(ROOT, env)
     st.compose("down", "-v", "--remove-orphans", check=False)
+    # Compose labels the images it builds with the project's name, so images that `make build`
+    # built (project modelfleet) are rebuilt, from cache, as this project's: `make up` in a test
+    # then finds the images it would build already there and recreates nothing for them.
+    st.compose("build", "--quiet", timeout=600)
     started = time.monotonic()
     st.compose("up", "-d", "--wait", "--remove-orphans", timeout=600)
     print(f"stack up in {time.monotonic() - started:.1f} s")

@@ -10,9 +10,12 @@ compose.yaml with BUILD_NETWORK=host so the build reaches 127.0.0.1 (Docker's or
 network is the default), under a throwaway image tag removed afterwards. Each image is then run:
 the model server must answer /readyz and a prediction, Locust must start.
 
-About a minute per image on two cores, most of it installing numpy/scipy/scikit-learn; the
-model server is run on the clone's model repository, mounted as compose.yaml mounts it. The
-images build one after the other to keep the machine's load bounded.
+The model server's image takes about 100 s on two cores, most of it installing
+numpy/scipy/scikit-learn, so it is built by `make test-long` (marker ``long``); `make test` builds
+the loadgen image (about 35 s), which goes through the same Dockerfile helper
+(install-locked.sh) and compose build arguments. The model server is run on the clone's model
+repository, mounted as compose.yaml mounts it. The images build one after the other to keep the
+machine's load bounded.
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ def assert_installed_from_the_index(index_build: IndexBuild, output: str, lock: 
     assert not missing, f"not downloaded from the local index: {sorted(missing)}"
 
 
+@pytest.mark.long
 def test_model_server_image_builds_from_the_index_without_a_wheelhouse(
     index_build: IndexBuild,
 ) -> None:

@@ -137,6 +137,10 @@ def model_image() -> str:
     ).stdout.strip().split("@")[0]  # fmt: skip
 
 
+# About 3 minutes (Swarm waits the bake and the gates' window between replicas): in
+# `make test-long`. make test proves a good image on Compose (test_stack_image_rollout.py),
+# judged by the same gates, and Swarm's rollbacks below.
+@pytest.mark.long
 def test_a_new_image_rolls_one_replica_at_a_time_without_a_failed_request(
     swarm_stack: subprocess.CompletedProcess[str],
 ) -> None:

@@ -74,7 +74,7 @@ def test_make_dashboards_creates_the_password_with_the_script() -> None:
     lines = [line.strip() for line in recipe.splitlines()[1:] if not line.strip().startswith("@#")]
     # The password first, then Grafana.
     assert lines[0] == "@$(PY) -m scripts.grafana_password"
-    assert "up -d --wait grafana" in lines[1]
+    assert "up -d --wait --no-deps grafana" in lines[1]
 
 
 def test_a_new_password_is_random_and_readable_by_its_owner_and_grafana_only(
