@@ -89,6 +89,10 @@ def test_a_regressor_is_packaged_with_everything_derived(tmp_path: Path, model: 
     # No feature names in the estimator: the sample's columns, in order, without the target.
     assert m.feature_names == tuple(names)
     assert [g.prediction for g in m.golden_rows or ()] == model.predict(x[:GOLDEN_ROWS]).tolist()
+    # The quartiles of its own predictions on the sample: the reference of the rollout gates'
+    # prediction mix for a regressor.
+    reference = np.percentile(model.predict(x[:SAMPLE_ROWS]), [25, 50, 75])
+    assert m.target.value_quartiles == pytest.approx(reference, abs=1e-6)
 
 
 def test_the_target_column_is_not_a_feature_and_scores_the_sample(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def test_the_fast_routes_count_like_flask_routing(twin_apps: tuple[Flask, Flask]
         (requests_total, {**none, "endpoint": "plumber", "status": "404"}),
         ("modelfleet_predictions_total", {"model": "diabetes", "version": "1.0.0", "class": "no"}),
         ("modelfleet_predictions_total", {"model": "diabetes", "version": "1.0.0", "class": "yes"}),
-        ("modelfleet_predictions_total", {"model": "boston", "version": "1.0.0", "class": "value"}),
+        ("modelfleet_predictions_total", {"model": "boston", "version": "1.0.0", "class": "q2"}),
         ("modelfleet_prediction_rows_sum", {"model": "diabetes", "version": "1.0.0"}),
         (duration_count, {"model": "diabetes", **v1, "endpoint": "plumber"}),
         ("modelfleet_errors_total", {"model": "diabetes", "reason": "non_numeric"}),

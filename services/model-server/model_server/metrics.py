@@ -117,7 +117,8 @@ class Metrics:
         )
         self.predictions = Counter(
             "modelfleet_predictions",
-            "Predicted rows by answer (class label; 'value' for regression).",
+            "Predicted rows by answer (class label; for regression the quartile bin q1-q4 of"
+            " the model's value_quartiles, or 'value').",
             ["model", "version", "class"],
             registry=reg,
         )

@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 import platform
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy
@@ -45,6 +45,7 @@ from model_server.core.manifest import (
     Target,
     Task,
     Training,
+    value_quartiles,
 )
 from model_server.package_derive import (
     DEFAULT_MARGIN,
@@ -154,7 +155,10 @@ def package(
     # Beyond skops' own defaults, which the server's loader accepts as well.
     extra = [t for t in sio.get_untrusted_types(data=artifact) if t not in TRUSTED_TYPES]
     refuse_unservable_types(extra, opts.trusted_types)
-    manifest, expected = build_manifest(model, task, table, name, version, artifact, opts, source)
+    reference = _reference_quartiles(repo, name) if task == "regression" else None
+    manifest, expected = build_manifest(
+        model, task, table, name, version, artifact, opts, source, reference
+    )
     with staging(repo) as tmp:
         # load_bundle checks that the directory is <name>/<version>, as in the repository.
         staged = tmp / name / version
@@ -169,6 +173,22 @@ def package(
         except RepositoryError as exc:
             raise PackagingError(str(exc)) from None
     return Packaged(target_dir, manifest, index, len(table.rows))
+
+
+def _reference_quartiles(repo: Path, name: str) -> tuple[float, ...] | None:
+    """The ``value_quartiles`` of the model's current version, which a new version keeps: every
+    version of a regressor is counted in the same bins, so the rollout gates' prediction mix
+    compares their predicted values (a version shifted on everything, its own sample included,
+    would look unchanged against bins of its own). None for a new model."""
+    try:
+        entry = load_index(repo).models.get(name)
+        if entry is None:
+            return None
+        path = bundle_dir(repo, name, entry.current) / MANIFEST_FILE
+        manifest = Manifest.from_dict(json.loads(path.read_text()))
+    except (RepositoryError, OSError, ValueError):
+        return None  # an unreadable current version: this one's own quartiles
+    return manifest.target.value_quartiles
 
 
 def _read_sample(sample: Any) -> Sample:
@@ -241,8 +261,10 @@ def build_manifest(
     artifact: bytes,
     opts: Options,
     source: str | Path | None,
+    reference: tuple[float, ...] | None = None,
 ) -> tuple[Manifest, Expected]:
-    """The manifest, and the estimator's own outputs on the sample for verification."""
+    """The manifest, and the estimator's own outputs on the sample for verification;
+    ``reference``: a regressor's value quartiles to keep (else its sample predictions')."""
     if opts.target is not None and opts.target not in table.header:
         raise PackagingError(f"sample {table.file} has no target column {opts.target!r}")
     names = feature_names(model, table, opts.target)
@@ -251,6 +273,9 @@ def build_manifest(
     )
     target = build_target(model, task, opts, opts.target or "target")
     expected = own_outputs(model, task, model_input(features, table, model), target, opts)
+    if task == "regression":
+        values = cast(list[float], expected.answers)
+        target = replace(target, value_quartiles=reference or value_quartiles(values))
     kind = type(model)
     origin = Path(source).name if source is not None else "a Python object"
     try:

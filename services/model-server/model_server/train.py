@@ -50,6 +50,7 @@ from model_server.core.manifest import (
     Target,
     Task,
     Training,
+    value_quartiles,
 )
 from model_server.repository import (
     VersionEntry,
@@ -326,6 +327,9 @@ def build_bundle(spec: ModelSpec, table: Table, out_dir: Path) -> Path:
     target = spec.target
     if spec.task == "classification":
         target = replace(target, classes=tuple(str(c) for c in model.classes_))
+    else:  # the quartiles of its predictions on its data file, as packaging takes its sample's
+        reference = model.predict(table.floats([f.name for f in details["features"]]))
+        target = replace(target, value_quartiles=value_quartiles(reference.tolist()))
     manifest = Manifest(
         name=spec.name,
         version=MODEL_VERSION,

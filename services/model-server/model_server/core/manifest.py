@@ -51,6 +51,7 @@ from model_server.core.manifest_parts import (
     read_feature,
     read_target,
     read_training,
+    value_quartiles,
 )
 from model_server.core.manifest_reader import JSONValue, ManifestError, Reader
 
@@ -69,6 +70,7 @@ __all__ = [
     "Target",
     "Task",
     "Training",
+    "value_quartiles",
 ]
 
 MANIFEST_VERSION: Final = 2

@@ -9,7 +9,8 @@ from a file and parts built in code alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, ClassVar, Final, Literal, TypeAlias, cast
 
@@ -67,12 +68,18 @@ class Target:
         answers: Classifiers: class label -> the label answered to clients (``pos`` -> ``yes``);
             ``None`` answers the class labels themselves.
         classes: Classifiers: the estimator's class labels, in its ``classes_`` order.
+        value_quartiles: Regressors: the 25th, 50th and 75th percentiles of the model's own
+            predictions on the data it was packaged with. Each answer is counted by the
+            quartile bin it falls in (``q1`` below the first ... ``q4`` from the third up), so
+            the rollout gates' prediction mix compares a candidate's predicted values with the
+            stable version's; ``None`` counts every answer as ``value`` (nothing to compare).
     """
 
     name: str
     positive_class: str | None = None
     answers: Mapping[str, str] | None = None
     classes: tuple[str, ...] | None = None
+    value_quartiles: tuple[float, ...] | None = None
 
     def answer(self, cls: str) -> str:
         """The label answered for class ``cls``."""
@@ -147,6 +154,16 @@ def read_feature(r: Reader) -> Feature:
     return feature
 
 
+def value_quartiles(values: Sequence[float]) -> tuple[float, float, float] | None:
+    """``Target.value_quartiles`` of a regressor's predictions (rounded to 6 decimals, so a
+    manifest reads the same on every machine); None for fewer than two finite values."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return None
+    # "inclusive": numpy's default (linear) percentiles; no numpy import in the manifest code.
+    q25, q50, q75 = statistics.quantiles(values, n=4, method="inclusive")
+    return round(q25, 6), round(q50, 6), round(q75, 6)
+
+
 def read_target(r: Reader) -> Target:
     """The ``target`` object."""
     target = Target(
@@ -154,6 +171,7 @@ def read_target(r: Reader) -> Target:
         positive_class=r.opt("positive_class", r.string),
         answers=r.opt("answers", r.strings),
         classes=r.opt("classes", r.string_list),
+        value_quartiles=r.opt("value_quartiles", r.number_list),
     )
     r.done()
     return target
@@ -258,6 +276,13 @@ def check_target(
         ):
             if value is not None:
                 raise ManifestError(key, "only a classifier has one")
+        q = t.value_quartiles
+        if q is not None and not (
+            len(q) == 3 and all(math.isfinite(v) for v in q) and q[0] <= q[1] <= q[2]
+        ):
+            raise ManifestError("target.value_quartiles", "expected 3 finite numbers in order")
+    elif t.value_quartiles is not None:
+        raise ManifestError("target.value_quartiles", "only a regressor has them")
     elif t.classes is None or len(t.classes) < 2:
         raise ManifestError("target.classes", "a classifier needs at least two classes")
     elif len(set(t.classes)) != len(t.classes):

@@ -30,6 +30,9 @@ from sklearn.pipeline import Pipeline
 from model_server.core.bundle import Bundle
 from model_server.core.golden import check_golden_rows
 
+#: What a regressor's answers are counted as, by quartile bin of its reference predictions.
+VALUE_BINS = ("q1", "q2", "q3", "q4")
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -42,7 +45,8 @@ class Prediction:
             probability of the positive class, the number the threshold was applied to;
             ``None`` otherwise.
         counts: How many rows got each answer, for ``modelfleet_predictions_total``
-            (``{"value": n}`` for regression).
+            (regression: per quartile bin, ``{"q1": n1, ...}``, or ``{"value": n}`` without
+            the manifest's ``value_quartiles``).
         classification: Whether ``predictions`` are answer labels.
         class_probabilities: Classifiers without a threshold that have ``predict_proba``: per
             row, one probability per class, in ``labels`` order; ``None`` otherwise.
@@ -93,6 +97,7 @@ class Predictor:
         self.class_labels: tuple[str, ...] = ()
         #: Whether predictions carry per-class probabilities (``Prediction.class_probabilities``).
         self.per_class = False
+        self._quartiles: np.ndarray | None = None
         self.thresholded = self.task == "classification" and bundle.manifest.threshold is not None
         if self.thresholded:
             threshold = bundle.manifest.threshold
@@ -116,7 +121,12 @@ class Predictor:
             self.per_class = hasattr(self._model, "predict_proba")
             self._split = pipeline_split(self._model) if self.per_class else None
         else:
-            self.answer_labels = ("value",)
+            # Regressors are counted by quartile bin of their reference predictions (the
+            # manifest's value_quartiles), so the prediction-mix gate compares distributions.
+            quartiles = target.value_quartiles
+            if quartiles is not None:
+                self._quartiles = np.asarray(quartiles, dtype=np.float64)
+            self.answer_labels = VALUE_BINS if quartiles is not None else ("value",)
         self._linear = linear_parts(self._model)
         """``(coef, intercept)`` for the fast path, ``None`` for other estimators."""
         schema = bundle.schema
@@ -158,8 +168,16 @@ class Predictor:
             return self._classify(x)
         values = self.values(x)
         return Prediction(
-            predictions=values.tolist(), probabilities=None, counts={"value": len(values)}
+            predictions=values.tolist(), probabilities=None, counts=self._value_counts(values)
         )
+
+    def _value_counts(self, values: np.ndarray) -> dict[str, int]:
+        """Regression answers per quartile bin (``q1``: below the first quartile, ...,
+        ``q4``: from the third up; NaN counts in ``q4``), or all as ``value``."""
+        if self._quartiles is None:
+            return {"value": len(values)}
+        bins = np.bincount(np.searchsorted(self._quartiles, values, side="right"), minlength=4)
+        return dict(zip(VALUE_BINS, bins.tolist(), strict=True))
 
     def _thresholded(self, x: np.ndarray) -> Prediction:
         proba = self.positive_proba(x)
