@@ -47,14 +47,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scripts import rollout_gates
-from scripts.rollout import DEFAULT_TIMEOUT, Refused, rollout_lock
+from scripts.rollout import Refused, fleet_and_gates, rollout_lock
 from scripts.rollout_fleet import (
     DOCKER_TIMEOUT,
     POLL_INTERVAL,
@@ -65,7 +64,7 @@ from scripts.rollout_fleet import (
     NotServing,
     run_docker,
 )
-from scripts.rollout_gates import GATES, GateFailed, seconds_setting
+from scripts.rollout_gates import GATES, GateFailed
 
 ROOT = Path(__file__).resolve().parents[1]
 OK, FAILED, REFUSED = 0, 1, 2
@@ -322,17 +321,11 @@ def main(argv: Sequence[str] | None = None, docker: Docker = run_docker) -> int:
     p.add_argument("--scale", type=int, help="only set the number of model replicas")
     p.add_argument("--repository", type=Path, default=Path("models"))
     args = p.parse_args(argv)
-    # The same default as compose.yaml's `name:`.
-    project = os.environ.get("COMPOSE_PROJECT_NAME") or "modelfleet"
     try:
-        timeout = seconds_setting("ROLLOUT_TIMEOUT", DEFAULT_TIMEOUT)
-        bake, limit = rollout_gates.bake_settings()
+        fleet, gates = fleet_and_gates(docker)
     except ValueError as exc:
         print(f"up: {exc}", file=sys.stderr)
         return REFUSED
-    prometheus = f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT') or '9090'}"
-    gates = rollout_gates.Bake(bake, limit, rollout_gates.prometheus_query(prometheus))
-    fleet = Fleet(docker, project, timeout, time.monotonic, time.sleep)
     try:
         return converge(run_compose, fleet, gates, args.repository, args.scale)
     except (Refused, ComposeError, DockerError) as exc:

@@ -283,6 +283,18 @@ def roll_back(
     return Rollback(took, seconds, out)
 
 
+def fleet_and_gates(docker: Docker, query: Query | None = None) -> tuple[Fleet, Bake]:
+    """The running stack's replicas (``COMPOSE_PROJECT_NAME``) and the gates of its Prometheus
+    (``PROMETHEUS_PORT``), with the ROLLOUT_* settings; ValueError naming a bad setting."""
+    # The same default as compose.yaml's `name:`, so that `make up` and `make rollout` agree.
+    project = os.environ.get("COMPOSE_PROJECT_NAME") or "modelfleet"
+    timeout = seconds_setting("ROLLOUT_TIMEOUT", DEFAULT_TIMEOUT)
+    bake, limit = rollout_gates.bake_settings()
+    prometheus = f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT') or '9090'}"
+    gates = Bake(bake, limit, query or rollout_gates.prometheus_query(prometheus))
+    return Fleet(docker, project, timeout), gates
+
+
 def main(
     argv: Sequence[str] | None = None, docker: Docker = run_docker, query: Query | None = None
 ) -> int:
@@ -295,17 +307,11 @@ def main(
     args = p.parse_args(argv)
     if args.rollback == (args.version is not None):
         p.error("give NAME and VERSION, or --rollback and NAME alone")
-    # The same default as compose.yaml's `name:`, so that `make up` and `make rollout` agree.
-    project = os.environ.get("COMPOSE_PROJECT_NAME") or "modelfleet"
     try:
-        timeout = seconds_setting("ROLLOUT_TIMEOUT", DEFAULT_TIMEOUT)
-        bake, limit = rollout_gates.bake_settings()
+        fleet, gates = fleet_and_gates(docker, query)
     except ValueError as exc:
         print(f"rollout: {exc}", file=sys.stderr)
         return REFUSED
-    fleet = Fleet(docker, project, timeout)
-    prometheus = f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT') or '9090'}"
-    gates = Bake(bake, limit, query or rollout_gates.prometheus_query(prometheus))
     try:
         if args.rollback:
             target = rollback_target(args.repository, args.name)

@@ -147,6 +147,13 @@ def converge(
     return compose_up.converge(stack.compose, fleet, gates, repo, scale, out.append)
 
 
+def gates_of_release(excess: dict[str, float]) -> SwarmPrometheus:
+    """The gates' fake Prometheus, its candidate series labelled with the new release."""
+    prometheus = SwarmPrometheus(excess)
+    prometheus.cell["release"] = release()
+    return prometheus
+
+
 def release(settings: Mapping[str, Any] = SERVICE_CONFIG, image: str = "sha256:new") -> str:
     return compose_up.release_of(settings, image)
 
@@ -179,8 +186,7 @@ def test_changed_replicas_are_replaced_one_at_a_time_never_fewer_than_n_serving(
     tmp_path: Path,
 ) -> None:
     stack = FakeStack(old=3)
-    prometheus = SwarmPrometheus(GOOD)
-    prometheus.cell["release"] = release()
+    prometheus = gates_of_release(GOOD)
     said: list[str] = []
     assert converge(stack, prometheus, tmp_path=tmp_path, said=said) == compose_up.OK
     r = release()
@@ -215,8 +221,7 @@ def test_a_replica_that_never_becomes_ready_is_rolled_back_and_nothing_else_chan
 
 def test_a_failing_gate_on_the_canary_rolls_back_naming_the_gate(tmp_path: Path) -> None:
     stack = FakeStack(old=2)
-    prometheus = SwarmPrometheus({**GOOD, "latency": 0.245})
-    prometheus.cell["release"] = release()
+    prometheus = gates_of_release({**GOOD, "latency": 0.245})
     said: list[str] = []
     assert converge(stack, prometheus, tmp_path=tmp_path, said=said) == compose_up.FAILED
     assert sorted(stack.containers) == ["old0", "old1"] and stack.routed() == ["old0", "old1"]
@@ -229,8 +234,7 @@ def test_a_failure_after_the_canary_puts_every_drained_old_replica_back(
     tmp_path: Path,
 ) -> None:
     stack = FakeStack(old=3)
-    prometheus = SwarmPrometheus(GOOD)
-    prometheus.cell["release"] = release()
+    prometheus = gates_of_release(GOOD)
     original = stack.compose
 
     def second_never_ready(args: Sequence[str], env: Mapping[str, str], capture: bool) -> str:
