@@ -145,6 +145,10 @@ def test_a_new_image_rolls_one_replica_at_a_time_without_a_failed_request(
     swarm_stack: subprocess.CompletedProcess[str],
 ) -> None:
     assert swarm_stack.returncode == 0, swarm_stack.stderr
+    # Two replicas of the old image first (make test-long runs this test alone), so that the
+    # first new one is judged against an old one on the same traffic.
+    scaled = swarm("scale", "2", timeout=300)
+    assert scaled.returncode == 0, scaled.stderr
     before = model_image()
     candidate("swarmtest-good", "LABEL org.opencontainers.image.description=swarm-test-good")
     try:
