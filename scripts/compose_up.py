@@ -55,6 +55,7 @@ from typing import Any
 from scripts import rollout_gates
 from scripts.rollout import Refused, fleet_and_gates, rollout_lock
 from scripts.rollout_fleet import (
+    BALANCER,
     DOCKER_TIMEOUT,
     POLL_INTERVAL,
     SERVICE,
@@ -64,21 +65,13 @@ from scripts.rollout_fleet import (
     NotServing,
     run_docker,
 )
-from scripts.rollout_gates import GATES, GateFailed
+from scripts.rollout_gates import GateFailed
 
 ROOT = Path(__file__).resolve().parents[1]
 OK, FAILED, REFUSED = 0, 1, 2
-#: The load balancer's service: the one that cannot roll.
-BALANCER = "lb"
-#: A replica's readiness, asked from inside (the image has no curl; the probe port answers
-#: even when every worker is busy): prints 200 when /readyz says every model is verified.
-READY = (
-    "python3",
-    "-c",
-    "import os, urllib.request as u; port = os.environ.get('MODELFLEET_PROBE_PORT') or '8081';"
-    " port = os.environ.get('MODELFLEET_PORT', '8080') if port == '0' else port;"
-    " print(u.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=2).status)",
-)
+#: A replica's readiness, asked from inside: its own healthcheck, which exits 0 when /readyz
+#: on the probe port (answered even when every worker is busy) says every model is verified.
+READY = ("/app/healthcheck.sh",)
 
 #: ``compose(args, env)``: scripts/compose's standard output (``capture``) or None; ComposeError
 #: when it fails. ``env`` is added to this process's environment.
@@ -189,41 +182,24 @@ class Roll:
 
     def _wait_ready(self, replica: str) -> None:
         start = self.fleet.clock()
-        last = "no answer"
         while True:
             try:
-                if self.fleet.docker(["exec", replica, *READY], DOCKER_TIMEOUT).strip() == "200":
-                    return
-                last = "not ready (/readyz)"
-            except DockerError as exc:  # not listening yet: poll on until the timeout
+                self.fleet.docker(["exec", replica, *READY], DOCKER_TIMEOUT)
+                return
+            except DockerError as exc:  # not ready, or not even running yet: poll on
                 last = str(exc)
             if self.fleet.clock() - start >= self.fleet.timeout:
                 raise NotServing(f"{replica} not ready after {self.fleet.timeout:g} s ({last})")
             self.fleet.sleep(POLL_INTERVAL)
 
     def _judge(self, first: bool) -> str | None:
-        """Bake the canary (``first``), or read the gates once for a later step."""
-        candidate = {"release": self.release}
-        if not first:
-            try:
-                now = rollout_gates.read(self.gates.query, candidate)
-            except rollout_gates.GateError as exc:
-                raise GateFailed(f"gates unreadable: {exc}") from None
-            if now.failed:
-                raise GateFailed(f"gate {now.describe_failed()} after the bake")
-            return None
-        clock, sleep = self.fleet.clock, self.fleet.sleep
-        start = clock()
-        while not rollout_gates.scraped(self.gates.query, self.release):
-            if clock() - start >= self.gates.limit:
-                raise GateFailed(f"no replica of {self.release} scraped in {self.gates.limit:g} s")
-            sleep(rollout_gates.POLL_INTERVAL)
-        passed, baked = rollout_gates.bake(
-            lambda: rollout_gates.read(self.gates.query, candidate),
-            self.gates.seconds, self.gates.limit, clock, sleep,
-        )  # fmt: skip
-        figures = ", ".join(passed.describe(g) for g in GATES)
-        return f"gates passed after {baked:.0f} s of bake on {self.release}: {figures}"
+        """Bake the canary (``first``), the way a Swarm update is baked, or read the gates
+        once for a later step."""
+        if first:
+            clock, sleep = self.fleet.clock, self.fleet.sleep
+            return rollout_gates.bake_release(self.gates, self.release, clock, sleep)
+        rollout_gates.recheck(self.gates.query, {"release": self.release}, 0.0)
+        return None
 
     def _roll_back(self, verdict_at: float) -> None:
         """Old replicas back in the upstream, new ones out of it and removed. Every step is
@@ -251,15 +227,12 @@ class Roll:
             self.fleet.docker(["rm", *replicas], DOCKER_TIMEOUT)
 
 
-def stale(docker: Docker, project: str, service: str, config_hash: str, image_id: str) -> bool:
-    """Whether Compose would recreate ``service``'s running container: its settings' hash or
+def stale(docker: Docker, container: str | None, config_hash: str, image_id: str) -> bool:
+    """Whether Compose would recreate a service's running ``container``: its settings' hash or
     its image differ from what compose.yaml says now."""
-    ids = docker(["ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
-                  "--filter", f"label=com.docker.compose.service={service}"],
-                 DOCKER_TIMEOUT).split()  # fmt: skip
-    if not ids:
+    if container is None:
         return False
-    c = json.loads(docker(["inspect", ids[0]], DOCKER_TIMEOUT))[0]
+    c = json.loads(docker(["inspect", container], DOCKER_TIMEOUT))[0]
     labels: dict[str, str] = c["Config"]["Labels"] or {}
     return labels.get("com.docker.compose.config-hash") != config_hash or c["Image"] != image_id
 
@@ -306,7 +279,7 @@ def converge(
     listed = compose(["config", "--hash", BALANCER], env, True).split("\n")
     hashes = dict(line.split(" ", 1) for line in listed if " " in line)
     lb_image = image_id(docker, config["services"][BALANCER]["image"])
-    if stale(docker, fleet.project, BALANCER, hashes.get(BALANCER, ""), lb_image):
+    if stale(docker, fleet.balancer(), hashes.get(BALANCER, ""), lb_image):
         say(
             "lb: its image or settings changed; the load balancer holds the one published port "
             "and cannot roll: restarting it once now (requests in those seconds are refused)"

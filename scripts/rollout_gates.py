@@ -241,6 +241,45 @@ def scraped(query: Query, release: str) -> bool:
         raise GateFailed(f"gates unreadable: {exc}") from None
 
 
+def bake_release(
+    gates: Bake,
+    release: str,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    check: Callable[[], None] = lambda: None,
+) -> str:
+    """Wait until a replica of ``release`` is scraped, then bake it against the other
+    releases (:func:`bake`); what passed, one line. GateFailed when none is scraped within
+    ``gates.limit`` or the bake fails. ``check`` runs before each reading and may raise to
+    stop (a Swarm update that Swarm ended itself)."""
+    start = clock()
+    while not scraped(gates.query, release):
+        check()
+        if clock() - start >= gates.limit:
+            raise GateFailed(f"no replica of {release} was scraped in {gates.limit:.0f} s")
+        sleep(POLL_INTERVAL)
+    candidate = {"release": release}
+
+    def reading() -> Reading:
+        check()
+        return read(gates.query, candidate)
+
+    passed, baked = bake(reading, gates.seconds, gates.limit, clock, sleep)
+    figures = ", ".join(passed.describe(g) for g in GATES)
+    return f"gates passed after {baked:.0f} s of bake on {release}: {figures}"
+
+
+def recheck(query: Query, candidate: Mapping[str, str], elapsed: float) -> None:
+    """One reading after the bake, ``elapsed`` seconds into the step: GateFailed when a gate
+    fails or the gates cannot be read (fail closed)."""
+    try:
+        now = read(query, candidate)
+    except GateError as exc:
+        raise GateFailed(f"gates unreadable: {exc}") from None
+    if now.failed:
+        raise GateFailed(f"gate {now.describe_failed()} after the bake", now.to_record(elapsed))
+
+
 def bake(
     read_now: Callable[[], Reading],
     seconds: float,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scripts import rollout_gates
-from scripts.rollout_gates import GATES, GateFailed
+from scripts.rollout_gates import GateFailed
 from scripts.swarm_services import (
     STACK,
     UPDATE_DONE,
@@ -81,34 +81,18 @@ def judge(
         return "gates not run (ROLLOUT_BAKE=0)"
     if update.replicas < 2:
         return "gates not run: one replica, no old image to compare with"
-    candidate = {"release": update.release}
 
-    def reading() -> rollout_gates.Reading:
-        state = update.state()
-        if _ended(state):
-            raise SwarmFinished(state)
-        return rollout_gates.read(gates.query, candidate)
-
-    start = clock()
-    while not rollout_gates.scraped(gates.query, update.release):
+    def check() -> None:
         if _ended(state := update.state()):
             raise SwarmFinished(state)
-        if clock() - start >= gates.limit:
-            raise GateFailed(f"no replica of {update.release} was scraped in {gates.limit:.0f} s")
-        sleep(rollout_gates.POLL_INTERVAL)
-    passed, baked = rollout_gates.bake(reading, gates.seconds, gates.limit, clock, sleep)
+
+    start = clock()
+    verdict = rollout_gates.bake_release(gates, update.release, clock, sleep, check)
     # Swarm goes on with the next replicas: each reading until it completes must pass too.
     while update.state() == "updating" and clock() - start < update.timeout:
-        try:
-            now = rollout_gates.read(gates.query, candidate)
-        except rollout_gates.GateError as exc:
-            raise GateFailed(f"gates unreadable: {exc}") from None
-        if now.failed:
-            verdict = f"gate {now.describe_failed()} after the bake"
-            raise GateFailed(verdict, now.to_record(clock() - start))
+        rollout_gates.recheck(gates.query, {"release": update.release}, clock() - start)
         sleep(rollout_gates.POLL_INTERVAL)
-    figures = ", ".join(passed.describe(g) for g in GATES)
-    return f"gates passed after {baked:.0f} s of bake on {update.release}: {figures}"
+    return verdict
 
 
 class RolledBackByGates(SwarmError):

@@ -110,9 +110,9 @@ class FakeStack:
             self.note()
             return ""
         assert tuple(args[2:]) == compose_up.READY
-        if not container.ready:
-            raise rollout_fleet.DockerError("docker exec: Connection refused")
-        return "200\n"
+        if not container.ready:  # the healthcheck's exit status 1
+            raise rollout_fleet.DockerError("docker exec: exit status 1")
+        return ""
 
     def compose(self, args: Sequence[str], env: Mapping[str, str], capture: bool) -> str:
         if args[:3] == ["config", "--format", "json"]:
