@@ -33,7 +33,13 @@ import sklearn
 import skops
 import skops.io as sio
 
-from model_server.core.bundle import ARTIFACT_FILE, MANIFEST_FILE, TRUSTED_TYPES, sha256_bytes
+from model_server.core.bundle import (
+    ARTIFACT_FILE,
+    MANIFEST_FILE,
+    TRUSTED_TYPES,
+    read_manifest,
+    sha256_bytes,
+)
 from model_server.core.manifest import (
     Artifact,
     DataFile,
@@ -184,8 +190,7 @@ def _reference_quartiles(repo: Path, name: str) -> tuple[float, ...] | None:
         entry = load_index(repo).models.get(name)
         if entry is None:
             return None
-        path = bundle_dir(repo, name, entry.current) / MANIFEST_FILE
-        manifest = Manifest.from_dict(json.loads(path.read_text()))
+        manifest = read_manifest(bundle_dir(repo, name, entry.current))
     except (RepositoryError, OSError, ValueError):
         return None  # an unreadable current version: this one's own quartiles
     return manifest.target.value_quartiles

@@ -7,13 +7,11 @@ operation prints one line on stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model_server.core.bundle import MANIFEST_FILE
-from model_server.core.manifest import Manifest, ManifestError
+from model_server.core.bundle import read_manifest
 from model_server.repository import (
     RepositoryError,
     bundle_dir,
@@ -28,9 +26,8 @@ REFUSED = 2
 def describe(repo: Path, name: str, version: str) -> tuple[str, str]:
     """A version's task and feature count from its manifest (``?`` where it is unreadable)."""
     try:
-        path = bundle_dir(repo, name, version) / MANIFEST_FILE
-        manifest = Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, ManifestError):
+        manifest = read_manifest(bundle_dir(repo, name, version))
+    except (OSError, ValueError):  # ManifestError is a ValueError
         return "?", "?"
     return manifest.task, str(len(manifest.features))
 

@@ -40,7 +40,13 @@ from sklearn.metrics import accuracy_score, mean_squared_error, r2_score, roc_au
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from model_server.core.bundle import ARTIFACT_FILE, MANIFEST_FILE, sha256_bytes, sha256_file
+from model_server.core.bundle import (
+    ARTIFACT_FILE,
+    MANIFEST_FILE,
+    read_manifest,
+    sha256_bytes,
+    sha256_file,
+)
 from model_server.core.manifest import (
     Artifact,
     DataFile,
@@ -367,7 +373,7 @@ def train_all(data_dir: Path, out_dir: Path) -> list[Path]:
         index = load_index(out_dir)
         for path in paths:
             entry = VersionEntry(
-                Manifest.from_dict(json.loads((path / MANIFEST_FILE).read_text())).artifact.sha256,
+                read_manifest(path).artifact.sha256,
                 sha256_file(path / MANIFEST_FILE),
             )
             index = add_version(index, path.parent.name, path.name, entry)
@@ -382,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output model directory")
     args = parser.parse_args(argv)
     for path in train_all(args.data, args.out):
-        manifest = Manifest.from_dict(json.loads((path / MANIFEST_FILE).read_text()))
+        manifest = read_manifest(path)
         print(f"{manifest.name} {manifest.version} {manifest.artifact.sha256}")
     return 0
 

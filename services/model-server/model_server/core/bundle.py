@@ -112,6 +112,13 @@ def sha256_file(path: Path) -> str:
     return sha256_bytes(path.read_bytes())
 
 
+def read_manifest(path: Path) -> Manifest:
+    """The manifest of the bundle directory ``path``, read but not verified against an index
+    or its artifact (listings, packaging, training). OSError when it cannot be read,
+    ValueError when it is not JSON or not a valid manifest (ManifestError, naming the key)."""
+    return Manifest.from_dict(json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8")))
+
+
 def load_bundle(path: Path, indexed: VersionEntry | None = None) -> Bundle:
     """Read, verify and load one bundle directory, ``<name>/<version>``.
 
